@@ -1,0 +1,61 @@
+# cairn build and test entry points. `make test` is what CI runs (.ci/run).
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO        ?= go
+PKGS      ?= ./...
+# Extra flags for `go test` (CI passes -count=1 so no result comes from the cache).
+GOTESTFLAGS ?=
+TESTTIMEOUT ?= 25m
+# Per-target time of the short fuzz pass (scripts/fuzz-short.sh).
+FUZZTIME  ?= 5s
+# Benchmarks: pattern, repetitions, and where the results are written.
+BENCH     ?= .
+BENCHCOUNT ?= 6
+BENCHOUT  ?= bin/bench.txt
+
+export FUZZTIME
+
+.PHONY: all build test fmt-check vet unit fuzz stress bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/cairn ./cmd/cairn
+
+# Order: cheap static checks, the fuzz pass, then the full test run, so that
+# go test's package summary is the last thing printed.
+test: fmt-check vet fuzz unit
+
+fmt-check:
+	@files="$$(find . \( -name testdata -o -name vendor -o -name bin -o -name '.?*' \) -prune -o \
+		-type f -name '*.go' -print | LC_ALL=C sort | xargs -r gofmt -l)"; \
+	if [ -n "$$files" ]; then \
+		echo "gofmt: these files need formatting (run gofmt -w on them):"; \
+		echo "$$files" | sed 's/^/  /'; \
+		exit 1; \
+	fi; \
+	echo "gofmt: ok"
+
+vet:
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -race -timeout $(TESTTIMEOUT) $(GOTESTFLAGS) $(PKGS)
+
+fuzz:
+	bash scripts/fuzz-short.sh
+
+# Long-running stress tests: files with `//go:build stress`, tests named *Stress*.
+stress:
+	STRESS_LONG=1 $(GO) test -race -timeout 120m -tags stress -run Stress $(GOTESTFLAGS) $(PKGS)
+
+bench:
+	@mkdir -p $(dir $(BENCHOUT))
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) $(PKGS) | tee $(BENCHOUT)
+	@if command -v benchstat >/dev/null 2>&1; then benchstat $(BENCHOUT); \
+	else echo "benchstat not installed (scripts/install-deps.sh installs it)"; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,791 @@
+// Package archiver saves a set of filesystem paths into a repository as a
+// tree of tree blobs and data blobs.
+//
+// Pipeline: one walker goroutine scans directories depth first (sorted by
+// name) and stays ahead of the readers; file jobs go to a pool of file
+// workers that read and chunk; the chunks of large files go to a pool of
+// blob workers that hash, compress, encrypt and add them to packs, so one big
+// file keeps every core busy; a directory's tree is encoded by a goroutine
+// that waits for its children's results, so the completion of one file
+// never blocks reading the next. Chunk buffers come from a pool and return
+// to it only after SaveBlob returned (SaveBlob copies them into a pack).
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/restic/chunker"
+
+	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/fsnode"
+	"github.com/cairn-backup/cairn/internal/repo"
+	"github.com/cairn-backup/cairn/internal/snapshot"
+	"github.com/cairn-backup/cairn/internal/tree"
+)
+
+// SelectFunc decides whether a path is backed up. fi is from Lstat.
+type SelectFunc func(path string, fi os.FileInfo) bool
+
+// Options configure a backup run.
+type Options struct {
+	FileWorkers int // parallel file readers (default 2×GOMAXPROCS)
+	BlobWorkers int // parallel chunk savers (default GOMAXPROCS)
+	// ChunksInFlight bounds the chunks of one file being saved at once.
+	ChunksInFlight int
+	Select         SelectFunc
+	// Parent is the root tree of the parent snapshot (nil: none).
+	Parent *core.ID
+	// Force rereads every file even when the parent says it is unchanged.
+	Force         bool
+	NodeOptions   fsnode.Options
+	OneFileSystem bool
+	// Progress receives counters as work proceeds (may be nil).
+	Progress *Progress
+	// OnError is called for files that cannot be read; returning nil skips
+	// the file (the snapshot is then incomplete), an error aborts.
+	OnError func(path string, err error) error
+}
+
+// Progress counts work done; all fields are updated atomically.
+type Progress struct {
+	FilesDone, DirsDone, BytesDone atomic.Uint64
+	FilesTotal, DirsTotal          atomic.Uint64
+	BytesTotal                     atomic.Uint64
+	ErrorCount                     atomic.Uint64
+	ScanDone                       atomic.Bool
+	CurrentFile                    atomic.Pointer[string]
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Tree    core.ID
+	Summary snapshot.Summary
+	// Errors lists files that could not be read (the snapshot then lacks them).
+	Errors []error
+}
+
+type stats struct {
+	filesNew, filesChanged, filesUnmodified atomic.Uint64
+	dirsNew, dirsChanged, dirsUnmodified    atomic.Uint64
+	dataBlobs, treeBlobs                    atomic.Int64
+	dataAdded, dataAddedPacked              atomic.Uint64
+	filesProcessed, bytesProcessed          atomic.Uint64
+}
+
+// Archiver runs one backup. Create one per run.
+type Archiver struct {
+	repo *repo.Repository
+	opts Options
+	pol  chunker.Pol
+
+	st stats
+
+	errMu  sync.Mutex // guards errs
+	errs   []error
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	fileJobs    chan *fileJob
+	blobJobs    chan *blobJob
+	fileWorkers sync.WaitGroup
+	blobWorkers sync.WaitGroup
+
+	chunkBufs sync.Pool
+}
+
+// New returns an archiver writing into r.
+func New(r *repo.Repository, opts Options) *Archiver {
+	if opts.FileWorkers <= 0 {
+		opts.FileWorkers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if opts.BlobWorkers <= 0 {
+		opts.BlobWorkers = runtime.GOMAXPROCS(0)
+	}
+	if opts.ChunksInFlight <= 0 {
+		opts.ChunksInFlight = 4
+	}
+	return &Archiver{repo: r, opts: opts, pol: r.Config().ChunkerPolynomial}
+}
+
+// future is the eventual result for one tree entry.
+type future struct {
+	done chan struct{}
+	node *tree.Node // nil when the entry was skipped
+	err  error      // fatal error
+	// changed reports whether content differs from the parent (dirs).
+	status int
+}
+
+const (
+	statusNew = iota
+	statusChanged
+	statusUnmodified
+)
+
+func newFuture() *future { return &future{done: make(chan struct{})} }
+
+func (f *future) resolve(n *tree.Node, status int, err error) {
+	f.node, f.status, f.err = n, status, err
+	close(f.done)
+}
+
+type fileJob struct {
+	path string
+	node *tree.Node
+	prev *tree.Node // node in the parent snapshot, if any
+	fut  *future
+}
+
+type blobJob struct {
+	buf    []byte
+	n      int
+	result chan blobResult
+}
+
+type blobResult struct {
+	id  core.ID
+	err error
+}
+
+// Run backs up targets (as given on the command line) and returns the root
+// tree.
+func (a *Archiver) Run(ctx context.Context, targets []string) (*Result, error) {
+	if len(targets) == 0 {
+		return nil, errors.New("backup: no paths given")
+	}
+	start := time.Now()
+	a.ctx, a.cancel = context.WithCancelCause(ctx)
+	defer a.cancel(nil)
+	a.fileJobs = make(chan *fileJob, a.opts.FileWorkers*4)
+	a.blobJobs = make(chan *blobJob, a.opts.BlobWorkers*2)
+	for i := 0; i < a.opts.FileWorkers; i++ {
+		a.fileWorkers.Add(1)
+		go a.fileWorker()
+	}
+	for i := 0; i < a.opts.BlobWorkers; i++ {
+		a.blobWorkers.Add(1)
+		go a.blobWorker()
+	}
+
+	root, err := buildVirtualTree(targets)
+	var rootFut *future
+	if err == nil {
+		var parent *tree.Tree
+		if a.opts.Parent != nil {
+			parent = a.loadTree(*a.opts.Parent)
+		}
+		rootFut = a.saveVirtual(root, parent)
+		select {
+		case <-rootFut.done:
+		case <-a.ctx.Done():
+		}
+	}
+	close(a.fileJobs)
+	a.fileWorkers.Wait()
+	close(a.blobJobs)
+	a.blobWorkers.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if cerr := context.Cause(a.ctx); cerr != nil {
+		return nil, cerr
+	}
+	if rootFut.err != nil {
+		return nil, rootFut.err
+	}
+	if a.opts.Progress != nil {
+		a.opts.Progress.ScanDone.Store(true)
+	}
+	if err := a.repo.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("backup: flush: %w", err)
+	}
+	res := &Result{Tree: *rootFut.node.Subtree, Errors: a.errs}
+	res.Summary = snapshot.Summary{
+		BackupStart:         start,
+		BackupEnd:           time.Now(),
+		FilesNew:            uint(a.st.filesNew.Load()),
+		FilesChanged:        uint(a.st.filesChanged.Load()),
+		FilesUnmodified:     uint(a.st.filesUnmodified.Load()),
+		DirsNew:             uint(a.st.dirsNew.Load()),
+		DirsChanged:         uint(a.st.dirsChanged.Load()),
+		DirsUnmodified:      uint(a.st.dirsUnmodified.Load()),
+		DataBlobs:           int(a.st.dataBlobs.Load()),
+		TreeBlobs:           int(a.st.treeBlobs.Load()),
+		DataAdded:           a.st.dataAdded.Load(),
+		DataAddedPacked:     a.st.dataAddedPacked.Load(),
+		TotalFilesProcessed: uint(a.st.filesProcessed.Load()),
+		TotalBytesProcessed: a.st.bytesProcessed.Load(),
+	}
+	return res, nil
+}
+
+func (a *Archiver) fatal(err error) {
+	a.cancel(err)
+}
+
+// fileError records a per-file problem; it aborts the run if OnError says so.
+func (a *Archiver) fileError(path string, err error) error {
+	err = fmt.Errorf("%s: %w", path, err)
+	if a.opts.Progress != nil {
+		a.opts.Progress.ErrorCount.Add(1)
+	}
+	if a.opts.OnError != nil {
+		if ferr := a.opts.OnError(path, err); ferr != nil {
+			a.fatal(ferr)
+			return ferr
+		}
+	}
+	a.errMu.Lock()
+	a.errs = append(a.errs, err)
+	a.errMu.Unlock()
+	return nil
+}
+
+// vnode is a node of the virtual tree built from the targets' path
+// components: intermediate directories plus the targets themselves.
+type vnode struct {
+	name     string
+	path     string // real path (for metadata)
+	target   bool   // a target given by the user: back up its contents
+	children map[string]*vnode
+}
+
+func buildVirtualTree(targets []string) (*vnode, error) {
+	root := &vnode{children: map[string]*vnode{}}
+	for _, t := range targets {
+		if _, err := os.Lstat(t); err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
+		clean := filepath.ToSlash(filepath.Clean(t))
+		parts := strings.Split(clean, "/")
+		cur := root
+		var last *vnode
+		for i, p := range parts {
+			if p == "" || p == "." || p == ".." {
+				continue
+			}
+			real := strings.Join(parts[:i+1], "/")
+			child, ok := cur.children[p]
+			if !ok {
+				child = &vnode{name: p, path: filepath.FromSlash(real), children: map[string]*vnode{}}
+				cur.children[p] = child
+			}
+			cur, last = child, child
+		}
+		if last == nil {
+			return nil, fmt.Errorf("backup: cannot back up %q by itself; name the entries inside it", t)
+		}
+		last.target = true
+	}
+	return root, nil
+}
+
+// saveVirtual saves a virtual directory: its children are intermediate
+// directories or targets. The result node's Subtree is the tree ID.
+func (a *Archiver) saveVirtual(v *vnode, parent *tree.Tree) *future {
+	names := make([]string, 0, len(v.children))
+	for n := range v.children {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var futs []*future
+	for _, n := range names {
+		c := v.children[n]
+		var prev *tree.Node
+		if parent != nil {
+			prev = parent.Find(n)
+		}
+		if c.target {
+			fi, err := os.Lstat(c.path)
+			if err != nil {
+				f := newFuture()
+				f.resolve(nil, 0, nil)
+				_ = a.fileError(c.path, err)
+				futs = append(futs, f)
+				continue
+			}
+			futs = append(futs, a.saveEntry(c.path, n, fi, prev))
+			continue
+		}
+		// intermediate directory: metadata from the real directory, its
+		// contents only the further path components.
+		fi, err := os.Lstat(c.path)
+		if err != nil {
+			f := newFuture()
+			f.resolve(nil, 0, a.fileError(c.path, err))
+			futs = append(futs, f)
+			continue
+		}
+		node, err := fsnode.NodeFromPath(c.path, fi, a.opts.NodeOptions)
+		if err != nil {
+			f := newFuture()
+			f.resolve(nil, 0, a.fileError(c.path, err))
+			futs = append(futs, f)
+			continue
+		}
+		node.Name = n
+		var sub *tree.Tree
+		if prev != nil && prev.Type == tree.NodeDir && prev.Subtree != nil {
+			sub = a.loadTree(*prev.Subtree)
+		}
+		inner := a.saveVirtual(c, sub)
+		futs = append(futs, a.finishDir(node, prev, []*future{inner}, true))
+	}
+	dirNode := &tree.Node{Name: "", Type: tree.NodeDir}
+	return a.finishDir(dirNode, nil, futs, false)
+}
+
+// finishDir waits for children and saves the directory's tree. With
+// unwrap, the single child future is a virtual dir whose subtree is used.
+func (a *Archiver) finishDir(node *tree.Node, prev *tree.Node, children []*future, unwrap bool) *future {
+	f := newFuture()
+	go func() {
+		var nodes []*tree.Node
+		for _, c := range children {
+			select {
+			case <-c.done:
+			case <-a.ctx.Done():
+				f.resolve(nil, 0, context.Cause(a.ctx))
+				return
+			}
+			if c.err != nil {
+				f.resolve(nil, 0, c.err)
+				return
+			}
+			if unwrap {
+				node.Subtree = c.node.Subtree
+				continue
+			}
+			if c.node != nil {
+				nodes = append(nodes, c.node)
+			}
+		}
+		if !unwrap {
+			buf, err := tree.EncodeTree(nodes)
+			if err != nil {
+				f.resolve(nil, 0, fmt.Errorf("encode tree: %w", err))
+				return
+			}
+			res, err := a.repo.SaveBlob(a.ctx, core.TreeBlob, buf, core.ID{}, false)
+			if err != nil {
+				a.fatal(err)
+				f.resolve(nil, 0, err)
+				return
+			}
+			if !res.Known {
+				a.st.treeBlobs.Add(1)
+				a.st.dataAdded.Add(uint64(len(buf)))
+				a.st.dataAddedPacked.Add(uint64(res.Size))
+			}
+			id := res.ID
+			node.Subtree = &id
+		}
+		status := statusNew
+		if prev != nil {
+			status = statusChanged
+			if prev.Subtree != nil && node.Subtree != nil && *prev.Subtree == *node.Subtree {
+				status = statusUnmodified
+			}
+		}
+		if node.Name != "" || unwrap {
+			switch status {
+			case statusNew:
+				a.st.dirsNew.Add(1)
+			case statusChanged:
+				a.st.dirsChanged.Add(1)
+			default:
+				a.st.dirsUnmodified.Add(1)
+			}
+		}
+		if a.opts.Progress != nil {
+			a.opts.Progress.DirsDone.Add(1)
+		}
+		f.resolve(node, status, nil)
+	}()
+	return f
+}
+
+func (a *Archiver) loadTree(id core.ID) *tree.Tree {
+	buf, err := a.repo.LoadBlob(a.ctx, core.TreeBlob, id, nil)
+	if err != nil {
+		return nil // parent unreadable: back up as if there were none
+	}
+	t, err := tree.DecodeTree(buf)
+	if err != nil {
+		return nil
+	}
+	return t
+}
+
+// saveEntry saves one filesystem entry (file, dir, special) at path.
+func (a *Archiver) saveEntry(path, name string, fi os.FileInfo, prev *tree.Node) *future {
+	if a.ctx.Err() != nil {
+		f := newFuture()
+		f.resolve(nil, 0, context.Cause(a.ctx))
+		return f
+	}
+	node, err := fsnode.NodeFromPath(path, fi, a.opts.NodeOptions)
+	if err != nil {
+		f := newFuture()
+		f.resolve(nil, 0, a.fileError(path, err))
+		return f
+	}
+	node.Name = name
+	if prev != nil && prev.Type != node.Type {
+		prev = nil
+	}
+	switch node.Type {
+	case tree.NodeDir:
+		return a.saveDir(path, node, prev)
+	case tree.NodeFile:
+		if a.opts.Progress != nil {
+			a.opts.Progress.FilesTotal.Add(1)
+			a.opts.Progress.BytesTotal.Add(node.Size)
+		}
+		f := newFuture()
+		job := &fileJob{path: path, node: node, prev: prev, fut: f}
+		select {
+		case a.fileJobs <- job:
+		case <-a.ctx.Done():
+			f.resolve(nil, 0, context.Cause(a.ctx))
+		}
+		return f
+	default:
+		f := newFuture()
+		status := statusNew
+		if prev != nil {
+			status = statusUnmodified
+		}
+		f.resolve(node, status, nil)
+		return f
+	}
+}
+
+func (a *Archiver) saveDir(path string, node *tree.Node, prev *tree.Node) *future {
+	if a.opts.Progress != nil {
+		a.opts.Progress.DirsTotal.Add(1)
+	}
+	entries, err := readDirSorted(path)
+	if err != nil {
+		// keep the directory itself, record the error
+		if ferr := a.fileError(path, err); ferr != nil {
+			f := newFuture()
+			f.resolve(nil, 0, ferr)
+			return f
+		}
+		node.Error = err.Error()
+		return a.finishDir(node, prev, nil, false)
+	}
+	var parentTree *tree.Tree
+	if prev != nil && prev.Subtree != nil {
+		parentTree = a.loadTree(*prev.Subtree)
+	}
+	devID := node.DeviceID
+	children := make([]*future, 0, len(entries))
+	for _, name := range entries {
+		if a.ctx.Err() != nil {
+			break
+		}
+		p := filepath.Join(path, name)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // vanished since the directory was read
+			}
+			f := newFuture()
+			f.resolve(nil, 0, a.fileError(p, err))
+			children = append(children, f)
+			continue
+		}
+		if a.opts.Select != nil && !a.opts.Select(p, fi) {
+			continue
+		}
+		if a.opts.OneFileSystem && fi.IsDir() {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && uint64(st.Dev) != devID && devID != 0 {
+				continue
+			}
+		}
+		var prevChild *tree.Node
+		if parentTree != nil {
+			prevChild = parentTree.Find(name)
+		}
+		children = append(children, a.saveEntry(p, name, fi, prevChild))
+	}
+	return a.finishDir(node, prev, children, false)
+}
+
+func readDirSorted(path string) ([]string, error) {
+	d, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// unchanged reports whether a file can reuse its parent node's content.
+func (a *Archiver) unchanged(node, prev *tree.Node) bool {
+	if prev == nil || a.opts.Force || prev.Type != tree.NodeFile {
+		return false
+	}
+	if node.Size != prev.Size || !node.ModTime.Equal(prev.ModTime) || !node.ChangeTime.Equal(prev.ChangeTime) || node.Inode != prev.Inode {
+		return false
+	}
+	if prev.Content == nil {
+		return false
+	}
+	idx := a.repo.Index()
+	for _, id := range prev.Content {
+		if !idx.Has(core.BlobHandle{ID: id, Type: core.DataBlob}) {
+			return false // blob missing from the index: read the file again
+		}
+	}
+	return true
+}
+
+func (a *Archiver) fileWorker() {
+	defer a.fileWorkers.Done()
+	for job := range a.fileJobs {
+		if a.ctx.Err() != nil {
+			job.fut.resolve(nil, 0, context.Cause(a.ctx))
+			continue
+		}
+		a.processFile(job)
+	}
+}
+
+func (a *Archiver) processFile(job *fileJob) {
+	if a.opts.Progress != nil {
+		p := job.path
+		a.opts.Progress.CurrentFile.Store(&p)
+	}
+	done := func(status int) {
+		a.st.filesProcessed.Add(1)
+		a.st.bytesProcessed.Add(job.node.Size)
+		switch status {
+		case statusNew:
+			a.st.filesNew.Add(1)
+		case statusChanged:
+			a.st.filesChanged.Add(1)
+		default:
+			a.st.filesUnmodified.Add(1)
+		}
+		if a.opts.Progress != nil {
+			a.opts.Progress.FilesDone.Add(1)
+			a.opts.Progress.BytesDone.Add(job.node.Size)
+		}
+	}
+	if a.unchanged(job.node, job.prev) {
+		job.node.Content = job.prev.Content
+		done(statusUnmodified)
+		job.fut.resolve(job.node, statusUnmodified, nil)
+		return
+	}
+	content, size, err := a.saveFileContent(job.path)
+	if err != nil {
+		if a.ctx.Err() != nil {
+			job.fut.resolve(nil, 0, context.Cause(a.ctx))
+			return
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			a.fatal(fatal.err)
+			job.fut.resolve(nil, 0, fatal.err)
+			return
+		}
+		job.fut.resolve(nil, 0, a.fileError(job.path, err))
+		return
+	}
+	job.node.Content = content
+	job.node.Size = size
+	status := statusNew
+	if job.prev != nil {
+		status = statusChanged
+		if sameContent(job.prev.Content, content) {
+			status = statusUnmodified
+		}
+	}
+	done(status)
+	job.fut.resolve(job.node, status, nil)
+}
+
+func sameContent(a, b core.IDs) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// fatalError marks repository errors (as opposed to file read errors).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+func (a *Archiver) getChunkBuf() []byte {
+	if b, ok := a.chunkBufs.Get().([]byte); ok {
+		return b[:0]
+	}
+	return make([]byte, 0, chunker.MaxSize)
+}
+
+func (a *Archiver) putChunkBuf(b []byte) {
+	a.chunkBufs.Put(b[:0]) //nolint:staticcheck // reused only after SaveBlob returned
+}
+
+// saveFileContent reads, chunks and saves one file's content.
+func (a *Archiver) saveFileContent(path string) (core.IDs, uint64, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	if err != nil && errors.Is(err, syscall.EPERM) {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("not a regular file any more")
+	}
+	ch := chunker.New(f, a.pol)
+	content := core.IDs{}
+	var size uint64
+	// results preserves chunk order while chunks are saved in parallel.
+	var results []chan blobResult
+	collect := func(limit int) error {
+		for len(results) > limit {
+			r := <-results[0]
+			results = results[1:]
+			if r.err != nil {
+				return r.err
+			}
+			content = append(content, r.id)
+		}
+		return nil
+	}
+	for {
+		buf := a.getChunkBuf()
+		c, err := ch.Next(buf)
+		if err == io.EOF {
+			a.putChunkBuf(buf)
+			break
+		}
+		if err != nil {
+			a.putChunkBuf(buf)
+			_ = collect(0)
+			return nil, 0, err
+		}
+		size += uint64(c.Length)
+		res := make(chan blobResult, 1)
+		job := &blobJob{buf: c.Data, n: int(c.Length), result: res}
+		select {
+		case a.blobJobs <- job:
+		case <-a.ctx.Done():
+			a.putChunkBuf(c.Data)
+			_ = collect(0)
+			return nil, 0, context.Cause(a.ctx)
+		}
+		results = append(results, res)
+		if err := collect(a.opts.ChunksInFlight); err != nil {
+			_ = collect(0)
+			return nil, 0, err
+		}
+	}
+	if err := collect(0); err != nil {
+		return nil, 0, err
+	}
+	return content, size, nil
+}
+
+func (a *Archiver) blobWorker() {
+	defer a.blobWorkers.Done()
+	for {
+		select {
+		case job, ok := <-a.blobJobs:
+			if !ok {
+				return
+			}
+			a.saveChunk(job)
+		case <-a.ctx.Done():
+			// drain without work so senders never block forever
+			for job := range a.blobJobs {
+				a.putChunkBuf(job.buf)
+				job.result <- blobResult{err: context.Cause(a.ctx)}
+			}
+			return
+		}
+	}
+}
+
+func (a *Archiver) saveChunk(job *blobJob) {
+	data := job.buf[:job.n]
+	id := chunkID(data)
+	res, err := a.repo.SaveBlob(a.ctx, core.DataBlob, data, id, false)
+	a.putChunkBuf(job.buf)
+	if err != nil {
+		job.result <- blobResult{err: &fatalError{err: err}}
+		return
+	}
+	if !res.Known {
+		a.st.dataBlobs.Add(1)
+		a.st.dataAdded.Add(uint64(job.n))
+		a.st.dataAddedPacked.Add(uint64(res.Size))
+	}
+	job.result <- blobResult{id: id}
+}
+
+// zeroIDs caches the IDs of all-zero chunks by length: sparse and
+// preallocated files are full of them, and hashing them byte by byte is
+// wasted work.
+var zeroIDs sync.Map // int -> core.ID
+
+func chunkID(data []byte) core.ID {
+	if len(data) >= 4096 && isZero(data) {
+		if id, ok := zeroIDs.Load(len(data)); ok {
+			return id.(core.ID)
+		}
+		id := core.Hash(data)
+		zeroIDs.Store(len(data), id)
+		return id
+	}
+	return core.Hash(data)
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,339 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-backup/cairn/internal/archiver"
+	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/failpoint"
+	"github.com/cairn-backup/cairn/internal/fsnode"
+	"github.com/cairn-backup/cairn/internal/repo"
+	"github.com/cairn-backup/cairn/internal/snapshot"
+	"github.com/cairn-backup/cairn/internal/ui"
+)
+
+type backupOptions struct {
+	host          string
+	tags          []string
+	timeStr       string
+	parent        string
+	force         bool
+	oneFileSystem bool
+	withAtime     bool
+	filesFrom     []string
+	selection     selectionOptions
+}
+
+func newBackupCommand(g *globalOptions) *cobra.Command {
+	var o backupOptions
+	cmd := &cobra.Command{
+		Use:   "backup [flags] PATH...",
+		Short: "Create a new snapshot of files and directories",
+		Long: `Back up the given paths into a new snapshot.
+
+Unchanged files (same size, mtime, ctime and inode as in the parent
+snapshot) are not read again. The parent is --parent, else the latest
+snapshot of the same host and paths.
+
+Exit status is 3 when some files could not be read: the snapshot was saved
+without them.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBackup(cmd.Context(), g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.host, "host", "H", "", "`hostname` to record in the snapshot (default: this host)")
+	f.StringArrayVar(&o.tags, "tag", nil, "add `tags` to the snapshot (comma separated, repeatable)")
+	f.StringVar(&o.timeStr, "time", "", "`time` of the snapshot (format \"2006-01-02 15:04:05\"; default: now)")
+	f.StringVar(&o.parent, "parent", "", "use snapshot `ID` as the parent")
+	f.BoolVarP(&o.force, "force", "f", false, "read every file, even unchanged ones")
+	f.BoolVarP(&o.oneFileSystem, "one-file-system", "x", false, "do not cross file system boundaries")
+	f.BoolVar(&o.withAtime, "with-atime", false, "store access times (default: atime = mtime, as restic)")
+	f.StringArrayVar(&o.filesFrom, "files-from", nil, "read the paths to back up from `file` (one per line)")
+	addSelectionFlags(f, &o.selection)
+	return cmd
+}
+
+func parseSnapshotTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Now(), nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", time.RFC3339Nano, "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("invalid --time %q (want \"2006-01-02 15:04:05\")", s)
+}
+
+// backupSummaryJSON is restic's backup summary message.
+type backupSummaryJSON struct {
+	MessageType         string  `json:"message_type"`
+	FilesNew            uint    `json:"files_new"`
+	FilesChanged        uint    `json:"files_changed"`
+	FilesUnmodified     uint    `json:"files_unmodified"`
+	DirsNew             uint    `json:"dirs_new"`
+	DirsChanged         uint    `json:"dirs_changed"`
+	DirsUnmodified      uint    `json:"dirs_unmodified"`
+	DataBlobs           int     `json:"data_blobs"`
+	TreeBlobs           int     `json:"tree_blobs"`
+	DataAdded           uint64  `json:"data_added"`
+	DataAddedPacked     uint64  `json:"data_added_packed"`
+	TotalFilesProcessed uint    `json:"total_files_processed"`
+	TotalBytesProcessed uint64  `json:"total_bytes_processed"`
+	TotalDuration       float64 `json:"total_duration"`
+	SnapshotID          string  `json:"snapshot_id"`
+}
+
+type backupStatusJSON struct {
+	MessageType    string   `json:"message_type"`
+	SecondsElapsed uint64   `json:"seconds_elapsed"`
+	PercentDone    float64  `json:"percent_done"`
+	TotalFiles     uint64   `json:"total_files"`
+	FilesDone      uint64   `json:"files_done"`
+	TotalBytes     uint64   `json:"total_bytes"`
+	BytesDone      uint64   `json:"bytes_done"`
+	ErrorCount     uint64   `json:"error_count,omitempty"`
+	CurrentFiles   []string `json:"current_files,omitempty"`
+}
+
+type errorJSON struct {
+	MessageType string `json:"message_type"`
+	Error       struct {
+		Message string `json:"message"`
+	} `json:"error"`
+	During string `json:"during"`
+	Item   string `json:"item"`
+}
+
+func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []string) error {
+	targets := append([]string(nil), args...)
+	for _, ff := range o.filesFrom {
+		paths, err := readFilesFrom(ff)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, paths...)
+	}
+	if len(targets) == 0 {
+		return errors.New("nothing to back up: give at least one path")
+	}
+	snTime, err := parseSnapshotTime(o.timeStr)
+	if err != nil {
+		return err
+	}
+	sel, err := o.selection.build()
+	if err != nil {
+		return err
+	}
+	r, err := g.openRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	unlock, lctx, lock, err := g.lockRepository(ctx, r, false, "backup", false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ctx = lctx
+	if err := r.LoadIndex(ctx); err != nil {
+		return fmt.Errorf("load index: %w", err)
+	}
+	sn, err := snapshot.New(targets, nil, o.host, snTime)
+	if err != nil {
+		return err
+	}
+	for _, t := range snapshot.ParseTagList(o.tags) {
+		sn.Tags = append(sn.Tags, t...)
+	}
+	sn.ProgramVersion = "cairn " + Version
+	sn.Excludes = o.selection.excludePatterns()
+
+	var parentTree *core.ID
+	if o.parent != "" {
+		p, err := r.FindSnapshot(ctx, o.parent, snapshot.Filter{})
+		if err != nil {
+			return fmt.Errorf("parent snapshot: %w", err)
+		}
+		sn.Parent, parentTree = p.ID(), p.Tree
+	} else if !o.force {
+		if p := findParent(ctx, r, sn); p != nil {
+			sn.Parent, parentTree = p.ID(), p.Tree
+		}
+	}
+	if sn.Parent != nil {
+		g.verbosef(1, "using parent snapshot %v\n", sn.Parent.Str())
+	}
+
+	prog := &archiver.Progress{}
+	start := time.Now()
+	stopProgress := g.startBackupProgress(prog, start)
+	arch := archiver.New(r, archiver.Options{
+		Select:        sel,
+		Parent:        parentTree,
+		Force:         o.force,
+		OneFileSystem: o.oneFileSystem,
+		NodeOptions:   fsnode.Options{WithAtime: o.withAtime},
+		Progress:      prog,
+		OnError: func(path string, err error) error {
+			if g.JSON {
+				e := errorJSON{MessageType: "error", During: "archival", Item: path}
+				e.Error.Message = err.Error()
+				_ = g.printJSON(e)
+			} else {
+				g.warnf("error: %v\n", err)
+			}
+			return nil
+		},
+	})
+	res, err := arch.Run(ctx, targets)
+	stopProgress()
+	if err != nil {
+		return fmt.Errorf("backup failed, no snapshot saved: %w", err)
+	}
+	sn.Tree = &res.Tree
+	sn.Summary = &res.Summary
+	// Commit step: the lock must still be ours (H02), then the snapshot.
+	if lock != nil {
+		if err := lock.Check(ctx); err != nil {
+			return fmt.Errorf("backup not committed: %w", err)
+		}
+	}
+	if err := failpoint.Inject("backup.before-snapshot"); err != nil {
+		return err
+	}
+	id, err := r.SaveSnapshot(ctx, sn)
+	if err != nil {
+		return err
+	}
+	if err := failpoint.Inject("backup.after-snapshot"); err != nil {
+		return err
+	}
+	s := res.Summary
+	if g.JSON {
+		_ = g.printJSON(backupSummaryJSON{
+			MessageType: "summary", FilesNew: s.FilesNew, FilesChanged: s.FilesChanged, FilesUnmodified: s.FilesUnmodified,
+			DirsNew: s.DirsNew, DirsChanged: s.DirsChanged, DirsUnmodified: s.DirsUnmodified,
+			DataBlobs: s.DataBlobs, TreeBlobs: s.TreeBlobs, DataAdded: s.DataAdded, DataAddedPacked: s.DataAddedPacked,
+			TotalFilesProcessed: s.TotalFilesProcessed, TotalBytesProcessed: s.TotalBytesProcessed,
+			TotalDuration: time.Since(start).Seconds(), SnapshotID: id.String(),
+		})
+	} else {
+		g.printf("\nFiles:       %5d new, %5d changed, %5d unmodified\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified)
+		g.printf("Dirs:        %5d new, %5d changed, %5d unmodified\n", s.DirsNew, s.DirsChanged, s.DirsUnmodified)
+		g.printf("Added to the repository: %s (%s stored)\n", ui.Bytes(s.DataAdded), ui.Bytes(s.DataAddedPacked))
+		g.printf("\nprocessed %d files, %s in %s\n", s.TotalFilesProcessed, ui.Bytes(s.TotalBytesProcessed), ui.Duration(time.Since(start)))
+		g.printf("snapshot %s saved\n", id.Str())
+	}
+	if len(res.Errors) > 0 {
+		return withCode(ExitPartial, fmt.Errorf("snapshot %s saved, but %d files or directories could not be read", id.Str(), len(res.Errors)))
+	}
+	return nil
+}
+
+// findParent returns the latest snapshot of the same host and paths.
+func findParent(ctx context.Context, r *repo.Repository, sn *snapshot.Snapshot) *snapshot.Snapshot {
+	all, _, err := r.LoadAllSnapshots(ctx)
+	if err != nil {
+		return nil
+	}
+	var best *snapshot.Snapshot
+	for _, c := range all {
+		if c.Hostname != sn.Hostname || !samePaths(c.Paths, sn.Paths) || c.Time.After(sn.Time) {
+			continue
+		}
+		if best == nil || !c.Time.Before(best.Time) {
+			best = c
+		}
+	}
+	return best
+}
+
+func samePaths(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x := append([]string(nil), a...)
+	y := append([]string(nil), b...)
+	sort.Strings(x)
+	sort.Strings(y)
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *globalOptions) startBackupProgress(p *archiver.Progress, start time.Time) func() {
+	if g.Quiet {
+		return func() {}
+	}
+	if g.JSON {
+		t := ui.StartTicker(time.Second, func(final bool) {
+			if final {
+				return
+			}
+			st := backupStatusJSON{MessageType: "status", SecondsElapsed: uint64(time.Since(start).Seconds()),
+				TotalFiles: p.FilesTotal.Load(), FilesDone: p.FilesDone.Load(), TotalBytes: p.BytesTotal.Load(), BytesDone: p.BytesDone.Load(), ErrorCount: p.ErrorCount.Load()}
+			if st.TotalBytes > 0 {
+				st.PercentDone = float64(st.BytesDone) / float64(st.TotalBytes)
+			}
+			if cf := p.CurrentFile.Load(); cf != nil {
+				st.CurrentFiles = []string{*cf}
+			}
+			_ = g.printJSON(st)
+		})
+		return t.Stop
+	}
+	if !ui.IsTerminal(g.stdout) {
+		return func() {}
+	}
+	sl := ui.NewStatusLine(g.stdout)
+	t := ui.StartTicker(200*time.Millisecond, func(final bool) {
+		if final {
+			sl.Done()
+			return
+		}
+		el := time.Since(start)
+		done, total := p.BytesDone.Load(), p.BytesTotal.Load()
+		rate := uint64(float64(done) / el.Seconds())
+		eta := ""
+		if p.ScanDone.Load() {
+			eta = ui.ETA(el, done, total)
+		}
+		sl.Set(fmt.Sprintf("[%s] %d/%d files %s/%s %s/s %s %s", ui.Duration(el), p.FilesDone.Load(), p.FilesTotal.Load(),
+			ui.Bytes(done), ui.Bytes(total), ui.Bytes(rate), ui.Bar(done, total, 22), eta))
+	})
+	return t.Stop
+}
+
+func readFilesFrom(name string) ([]string, error) {
+	var b []byte
+	var err error
+	if name == "-" {
+		b, err = readAllStdin()
+	} else {
+		b, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--files-from %s: %w", name, err)
+	}
+	var out []string
+	for _, line := range splitLines(string(b)) {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		out = append(out, filepath.Clean(line))
+	}
+	return out, nil
+}

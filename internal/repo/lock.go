@@ -1,0 +1,518 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/user"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/core"
+)
+
+// ErrLocked means a conflicting lock is held by another process.
+var ErrLocked = errors.New("repository is locked")
+
+// ErrLockLost means this process's own lock vanished or could not be
+// refreshed in time; the operation must stop before committing anything.
+var ErrLockLost = errors.New("lock lost")
+
+// LockInfo is the JSON content of a lock file. The cairn_* fields are
+// ignored by restic.
+type LockInfo struct {
+	Time          time.Time `json:"time"`
+	Exclusive     bool      `json:"exclusive"`
+	Hostname      string    `json:"hostname"`
+	Username      string    `json:"username"`
+	PID           int       `json:"pid"`
+	UID           uint32    `json:"uid,omitempty"`
+	GID           uint32    `json:"gid,omitempty"`
+	CairnOp       string    `json:"cairn_op,omitempty"`
+	CairnInstance string    `json:"cairn_instance,omitempty"`
+	CairnPIDNS    uint64    `json:"cairn_pidns,omitempty"`
+}
+
+func (li LockInfo) String() string {
+	kind := "non-exclusive"
+	if li.Exclusive {
+		kind = "exclusive"
+	}
+	op := ""
+	if li.CairnOp != "" {
+		op = " (" + li.CairnOp + ")"
+	}
+	return fmt.Sprintf("%s lock%s by %s@%s pid %d since %s", kind, op, li.Username, li.Hostname, li.PID, li.Time.Format(time.RFC3339))
+}
+
+// LockTiming holds the lock timing knobs, read from the environment
+// (CAIRN_LOCK_STALE_AFTER, CAIRN_LOCK_REFRESH, CAIRN_CLOCK_OFFSET).
+type LockTiming struct {
+	StaleAfter  time.Duration
+	Refresh     time.Duration
+	RecheckWait time.Duration
+	ClockOffset time.Duration
+}
+
+// DefaultLockTiming returns restic's timing adjusted by the environment.
+func DefaultLockTiming() LockTiming {
+	lt := LockTiming{StaleAfter: 30 * time.Minute, Refresh: 5 * time.Minute, RecheckWait: 200 * time.Millisecond}
+	if d, err := time.ParseDuration(os.Getenv("CAIRN_LOCK_STALE_AFTER")); err == nil && d > 0 {
+		lt.StaleAfter = d
+	}
+	if d, err := time.ParseDuration(os.Getenv("CAIRN_LOCK_REFRESH")); err == nil && d > 0 {
+		lt.Refresh = d
+	}
+	if d, err := time.ParseDuration(os.Getenv("CAIRN_CLOCK_OFFSET")); err == nil {
+		lt.ClockOffset = d
+	}
+	if lt.Refresh > lt.StaleAfter/2 {
+		lt.Refresh = lt.StaleAfter / 2
+	}
+	return lt
+}
+
+// Now returns the (possibly skewed, for tests) current time.
+func (lt LockTiming) Now() time.Time { return time.Now().Add(lt.ClockOffset) }
+
+// pidNamespace identifies this process's PID namespace (Linux), so a lock
+// from the same host but another container is never judged by PID (H04).
+func pidNamespace() uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+var (
+	instanceOnce sync.Once
+	instanceID   string
+)
+
+// InstanceID is a random ID for this process, stable across lock refreshes.
+func InstanceID() string {
+	instanceOnce.Do(func() { instanceID = core.NewRandomID().String()[:16] })
+	return instanceID
+}
+
+func newLockInfo(exclusive bool, op string, now time.Time) LockInfo {
+	li := LockInfo{Time: now, Exclusive: exclusive, Hostname: hostname(), PID: os.Getpid(),
+		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), CairnOp: op, CairnInstance: InstanceID(), CairnPIDNS: pidNamespace()}
+	if u, err := user.Current(); err == nil {
+		li.Username = u.Username
+	}
+	return li
+}
+
+// Stale reports whether li is stale for an observer on this host. age is
+// how long the observer has known the lock (by its own clock, so clock
+// skew between hosts cannot make a fresh lock look old: H03); the embedded
+// time only counts when it, too, is older than staleAfter.
+func (li LockInfo) Stale(now time.Time, knownFor time.Duration, staleAfter time.Duration) bool {
+	if now.Sub(li.Time) > staleAfter && knownFor > staleAfter {
+		return true
+	}
+	if li.Hostname != hostname() {
+		return false
+	}
+	if li.CairnPIDNS != 0 && li.CairnPIDNS != pidNamespace() {
+		return false // another PID namespace: the PID means nothing here (H04)
+	}
+	if li.CairnPIDNS == 0 && li.CairnInstance == "" && !pidNamespaceIsInitial() {
+		return false // a restic lock seen from inside a container: cannot judge
+	}
+	return !processAlive(li.PID)
+}
+
+func pidNamespaceIsInitial() bool {
+	// The initial PID namespace has inode 0xEFFFFFFC (PROC_PID_INIT_INO).
+	return pidNamespace() == 0xEFFFFFFC
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// LoadLock loads one lock file.
+func (r *Repository) LoadLock(ctx context.Context, id core.ID) (LockInfo, error) {
+	var li LockInfo
+	err := r.LoadJSONUnpacked(ctx, core.LockFile, id, &li)
+	return li, err
+}
+
+// LockEntry is a lock file and its content.
+type LockEntry struct {
+	ID   core.ID
+	Info LockInfo
+	Err  error // set when the file exists but could not be read
+}
+
+// ListLocks loads every lock file. Empty files (crash during upload, H07)
+// and files that vanish while listing (H06) are skipped.
+func (r *Repository) ListLocks(ctx context.Context) ([]LockEntry, error) {
+	var out []LockEntry
+	err := r.List(ctx, core.LockFile, func(id core.ID, size int64) error {
+		if size == 0 {
+			return nil
+		}
+		li, err := r.LoadLock(ctx, id)
+		if err != nil {
+			if backend.IsNotExist(err) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			out = append(out, LockEntry{ID: id, Err: err})
+			return nil
+		}
+		out = append(out, LockEntry{ID: id, Info: li})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	return out, nil
+}
+
+// Lock is a held repository lock, refreshed in the background.
+type Lock struct {
+	r      *Repository
+	timing LockTiming
+	cancel context.CancelFunc // cancels the operation's context on loss
+
+	mu          sync.Mutex // guards info, id, lastRefresh, lost, released
+	info        LockInfo
+	id          core.ID
+	lastRefresh time.Time // local monotonic time of the last successful write
+	lost        error
+	released    bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// LockOptions tune acquisition.
+type LockOptions struct {
+	Op        string        // cairn_op recorded in the lock
+	RetryLock time.Duration // keep retrying for this long (--retry-lock)
+	Timing    *LockTiming   // nil: DefaultLockTiming()
+}
+
+// LockError describes why a lock could not be taken.
+type LockError struct {
+	Conflicts []LockEntry
+}
+
+func (e *LockError) Error() string {
+	msg := "repository is already locked"
+	for _, c := range e.Conflicts {
+		if c.Err != nil {
+			msg += fmt.Sprintf("\n  lock %v could not be read: %v (remove it with `cairn unlock` if no other process is running)", c.ID.Str(), c.Err)
+		} else {
+			msg += fmt.Sprintf("\n  %v (lock %v)", c.Info, c.ID.Str())
+		}
+	}
+	return msg
+}
+
+func (e *LockError) Unwrap() error { return ErrLocked }
+
+func conflicts(exclusive bool, locks []LockEntry, ignore core.IDSet) []LockEntry {
+	var out []LockEntry
+	for _, l := range locks {
+		if ignore.Has(l.ID) {
+			continue
+		}
+		if exclusive || l.Info.Exclusive || l.Err != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Lock takes a lock (exclusive or not) and returns it with a context that
+// is cancelled if the lock is lost.
+func (r *Repository) Lock(ctx context.Context, exclusive bool, opts LockOptions) (*Lock, context.Context, error) {
+	timing := DefaultLockTiming()
+	if opts.Timing != nil {
+		timing = *opts.Timing
+	}
+	deadline := time.Now().Add(opts.RetryLock)
+	delay := 5 * time.Second
+	if opts.RetryLock > 0 && opts.RetryLock < 20*time.Second {
+		delay = opts.RetryLock / 4
+	}
+	for {
+		l, lctx, err := r.tryLock(ctx, exclusive, opts.Op, timing)
+		if err == nil {
+			return l, lctx, nil
+		}
+		var le *LockError
+		if !errors.As(err, &le) || time.Now().Add(delay).After(deadline) {
+			return nil, nil, err
+		}
+		jitter := time.Duration(rand.Int64N(int64(delay)/4 + 1))
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(delay + jitter):
+		}
+		if delay *= 2; delay > time.Minute {
+			delay = time.Minute
+		}
+	}
+}
+
+func (r *Repository) tryLock(ctx context.Context, exclusive bool, op string, timing LockTiming) (*Lock, context.Context, error) {
+	locks, err := r.ListLocks(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c := conflicts(exclusive, locks, nil); len(c) > 0 {
+		return nil, nil, &LockError{Conflicts: c}
+	}
+	li := newLockInfo(exclusive, op, timing.Now())
+	id, err := r.SaveJSONUnpacked(ctx, core.LockFile, li)
+	if err != nil {
+		return nil, nil, fmt.Errorf("write lock: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+		_ = r.removeLock(context.WithoutCancel(ctx), id)
+		return nil, nil, ctx.Err()
+	case <-time.After(timing.RecheckWait):
+	}
+	locks, err = r.ListLocks(ctx)
+	if err != nil {
+		_ = r.removeLock(context.WithoutCancel(ctx), id)
+		return nil, nil, err
+	}
+	if c := conflicts(exclusive, locks, core.NewIDSet(id)); len(c) > 0 {
+		_ = r.removeLock(context.WithoutCancel(ctx), id)
+		return nil, nil, &LockError{Conflicts: c}
+	}
+	found := false
+	for _, l := range locks {
+		found = found || l.ID == id
+	}
+	if !found {
+		return nil, nil, fmt.Errorf("lock %v vanished right after it was written: %w", id.Str(), ErrLockLost)
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	l := &Lock{r: r, timing: timing, info: li, id: id, lastRefresh: time.Now(),
+		cancel: func() { cancel(ErrLockLost) }, stop: make(chan struct{}), done: make(chan struct{})}
+	go l.refresher()
+	return l, lctx, nil
+}
+
+func (r *Repository) removeLock(ctx context.Context, id core.ID) error {
+	return r.be.Remove(ctx, backend.Handle{Type: core.LockFile, Name: id.String()})
+}
+
+// ID returns the current lock file ID.
+func (l *Lock) ID() core.ID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id
+}
+
+func (l *Lock) refresher() {
+	defer close(l.done)
+	poll := time.Second
+	if l.timing.Refresh < 4*time.Second {
+		poll = l.timing.Refresh / 4
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		due := time.Since(l.lastRefresh) >= l.timing.Refresh
+		// Monotonic time: a suspended process (H02) sees a large gap here.
+		late := time.Since(l.lastRefresh) > l.timing.StaleAfter-l.timing.Refresh*3/2
+		l.mu.Unlock()
+		if late {
+			l.markLost(fmt.Errorf("%w: not refreshed for longer than the staleness bound (process suspended?)", ErrLockLost))
+			return
+		}
+		if due {
+			if err := l.refresh(context.Background()); err != nil {
+				if errors.Is(err, ErrLockLost) {
+					l.markLost(err)
+					return
+				}
+				// transient: try again at the next tick
+			}
+		}
+	}
+}
+
+func (l *Lock) markLost(err error) {
+	l.mu.Lock()
+	if l.lost == nil {
+		l.lost = err
+	}
+	l.mu.Unlock()
+	l.cancel()
+}
+
+// refresh writes a new lock file and removes the old one, after checking
+// that the old one still exists (if another process removed it as stale,
+// it may already have acted on that: the operation must stop).
+func (l *Lock) refresh(ctx context.Context) error {
+	if err := failpoint("lock.before-refresh"); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.id
+	li := l.info
+	l.mu.Unlock()
+	if _, err := l.r.be.Stat(ctx, backend.Handle{Type: core.LockFile, Name: old.String()}); err != nil {
+		if backend.IsNotExist(err) {
+			return fmt.Errorf("%w: lock file %v was removed by another process", ErrLockLost, old.Str())
+		}
+		return err
+	}
+	li.Time = l.timing.Now()
+	id, err := l.r.SaveJSONUnpacked(ctx, core.LockFile, li)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if l.released {
+		l.mu.Unlock()
+		_ = l.r.removeLock(ctx, id)
+		return nil
+	}
+	l.id, l.info, l.lastRefresh = id, li, time.Now()
+	l.mu.Unlock()
+	return l.r.removeLock(ctx, old)
+}
+
+// Check returns an error if the lock was lost or its file is gone. Call it
+// before every commit step (index, snapshot, deletions).
+func (l *Lock) Check(ctx context.Context) error {
+	l.mu.Lock()
+	lost, id, last := l.lost, l.id, l.lastRefresh
+	l.mu.Unlock()
+	if lost != nil {
+		return lost
+	}
+	if time.Since(last) > l.timing.StaleAfter-l.timing.Refresh*3/2 {
+		err := fmt.Errorf("%w: not refreshed in time", ErrLockLost)
+		l.markLost(err)
+		return err
+	}
+	if _, err := l.r.be.Stat(ctx, backend.Handle{Type: core.LockFile, Name: id.String()}); err != nil {
+		if backend.IsNotExist(err) {
+			err = fmt.Errorf("%w: lock file %v was removed by another process", ErrLockLost, id.Str())
+			l.markLost(err)
+		}
+		return err
+	}
+	return nil
+}
+
+// Unlock stops refreshing and removes the lock file.
+func (l *Lock) Unlock(ctx context.Context) error {
+	l.mu.Lock()
+	if l.released {
+		l.mu.Unlock()
+		return nil
+	}
+	l.released = true
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	l.mu.Lock()
+	id := l.id
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return l.r.removeLock(ctx, id)
+}
+
+// RemoveLocks removes stale locks (all locks if all is set) and returns
+// the removed IDs. Lock files that cannot be read count as stale only with
+// all.
+func (r *Repository) RemoveLocks(ctx context.Context, all bool) ([]core.ID, error) {
+	locks, err := r.ListLocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	timing := DefaultLockTiming()
+	now := timing.Now()
+	var removed []core.ID
+	for _, l := range locks {
+		// A lock seen for the first time now has no local age; only
+		// `unlock --remove-all` or a dead same-host process removes it at
+		// once. Locks older than the staleness bound by their own clock and
+		// by file age (known since listing) are removed.
+		stale := all
+		if !stale && l.Err == nil {
+			stale = l.Info.Stale(now, r.lockAge(ctx, l.ID, timing), timing.StaleAfter)
+		}
+		if stale {
+			if err := r.removeLock(ctx, l.ID); err != nil {
+				return removed, fmt.Errorf("remove lock %v: %w", l.ID.Str(), err)
+			}
+			removed = append(removed, l.ID)
+		}
+	}
+	// empty lock files are garbage in any case
+	_ = r.List(ctx, core.LockFile, func(id core.ID, size int64) error {
+		if size == 0 {
+			if err := r.removeLock(ctx, id); err == nil {
+				removed = append(removed, id)
+			}
+		}
+		return nil
+	})
+	return removed, nil
+}
+
+// lockAge estimates how long a lock file has existed using the backend's
+// own notion of time when available, else the embedded time (restic's rule).
+func (r *Repository) lockAge(ctx context.Context, id core.ID, timing LockTiming) time.Duration {
+	type modTimer interface {
+		ModTime(ctx context.Context, h backend.Handle) (time.Time, error)
+	}
+	if mt, ok := r.be.(modTimer); ok {
+		if t, err := mt.ModTime(ctx, backend.Handle{Type: core.LockFile, Name: id.String()}); err == nil {
+			return time.Since(t)
+		}
+	}
+	li, err := r.LoadLock(ctx, id)
+	if err != nil {
+		return 0
+	}
+	return timing.Now().Sub(li.Time)
+}
+
+// ParseDurationEnv is a helper for tests and commands.
+func ParseDurationEnv(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+		if n, err := strconv.Atoi(v); err == nil {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return def
+}
