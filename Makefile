@@ -17,9 +17,16 @@ BENCHOUT  ?= bin/bench.txt
 
 export FUZZTIME
 
-.PHONY: all build test fmt-check vet unit fuzz stress bench clean
+.PHONY: all build check deps test fmt-check vet unit fuzz stress bench clean
 
 all: build
+
+# check: the README's test command — install every tool the tests need, then test.
+check: deps test
+
+deps:
+	bash scripts/install-deps.sh </dev/null
+
 
 build:
 	$(GO) build -o bin/cairn ./cmd/cairn

@@ -443,6 +443,12 @@ func (a *Archiver) saveEntry(path, name string, fi os.FileInfo, prev *tree.Node)
 		return f
 	}
 	node.Name = name
+	if node.Type == tree.NodeSocket {
+		// sockets cannot be restored meaningfully; restic skips them too
+		f := newFuture()
+		f.resolve(nil, 0, nil)
+		return f
+	}
 	if prev != nil && prev.Type != node.Type {
 		prev = nil
 	}

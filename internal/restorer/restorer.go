@@ -243,7 +243,9 @@ func (rs *restorer) walk(ctx context.Context, id core.ID, dir, item string, dept
 			}
 			_ = os.Remove(p)
 			if err := fsnode.CreateSpecial(p, n); err != nil {
-				rs.fail(p, err)
+				if !errors.Is(err, fsnode.ErrNotRestorable) {
+					rs.fail(p, err)
+				}
 				continue
 			}
 			if err := fsnode.RestoreMetadata(p, n, fsnode.RestoreOptions{IgnoreOwnership: rs.opts.IgnoreOwnership}); err != nil {

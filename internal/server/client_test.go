@@ -239,6 +239,9 @@ func TestRESTConnectionReuse(t *testing.T) {
 					return
 				}
 				// A missing file: an error response, also drained.
+				if i%10 != 0 {
+					continue
+				}
 				if _, err := be.Stat(ctx, backend.Handle{Type: core.KeyFile, Name: hd.Name}); !errors.Is(err, backend.ErrNotExist) {
 					errs <- fmt.Errorf("stat missing: %v", err)
 					return
@@ -252,7 +255,7 @@ func TestRESTConnectionReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := newConns.Load(); n > conns+2 {
-		t.Errorf("%d TCP connections for %d requests, limit %d", n, 3*total, conns)
+		t.Errorf("%d TCP connections for %d requests, limit %d", n, 2*total+total/10, conns)
 	}
 }
 

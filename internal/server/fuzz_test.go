@@ -19,7 +19,7 @@ import (
 // creates anything outside the store's root or under a name the path
 // rules forbid.
 func FuzzServerPaths(f *testing.F) {
-	parent := f.TempDir()
+	parent := fastTempDir(f)
 	root := filepath.Join(parent, "root")
 	store := NewDirStore(root)
 	ctx := context.Background()

@@ -84,11 +84,30 @@ type testEnv struct {
 	pass   string
 }
 
+// fastTempDir returns a fresh directory on a tmpfs (/dev/shm) when there
+// is one, else t.TempDir(). These tests are about the protocol; the cost
+// of fsync on a real disk (the local backend's concern, tested there)
+// would only make them slow.
+func fastTempDir(t testing.TB) string {
+	t.Helper()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "cairn-server-test-"); err == nil {
+			t.Cleanup(func() {
+				if err := os.RemoveAll(dir); err != nil {
+					t.Errorf("remove %s: %v", dir, err)
+				}
+			})
+			return dir
+		}
+	}
+	return t.TempDir()
+}
+
 // newEnv starts a handler on a DirStore over a fresh directory, served by
 // an httptest server on a loopback TCP listener.
 func newEnv(t *testing.T, cfg Config) *testEnv {
 	t.Helper()
-	parent := t.TempDir()
+	parent := fastTempDir(t)
 	root := filepath.Join(parent, "root")
 	if err := os.Mkdir(root, 0o700); err != nil {
 		t.Fatal(err)

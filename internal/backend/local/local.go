@@ -202,7 +202,7 @@ func randomSuffix() (string, error) {
 }
 
 // Save implements backend.Backend.
-func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) (err error) {
+func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
 	if err := h.Valid(); err != nil {
 		return fmt.Errorf("save %v: %w", h, err)
 	}

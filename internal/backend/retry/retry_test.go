@@ -598,7 +598,7 @@ func TestStallTimeout(t *testing.T) {
 	be := &stalling{Backend: mem.New(), stalls: 2}
 	var stalled int
 	r := retry.New(be, retry.Options{
-		StallTimeout: 20 * time.Millisecond,
+		StallTimeout: 200 * time.Millisecond,
 		Sleep:        func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
 		OnRetry: func(op string, h backend.Handle, attempt int, err error, d time.Duration) {
 			if errors.Is(err, retry.ErrStalled) {
@@ -615,8 +615,10 @@ func TestStallTimeout(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("Load: %v", err)
 	}
-	if stalled != 2 {
-		t.Fatalf("%d stalled attempts reported, want 2", stalled)
+	// Two attempts stall for sure; on a badly overloaded machine a slow
+	// attempt may be flagged too, which is still correct behaviour.
+	if stalled < 2 {
+		t.Fatalf("%d stalled attempts reported, want at least 2", stalled)
 	}
 }
 

@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of cairn and restic on the same corpus.
+#
+#   bench/compare.sh            (from the repository root, or anywhere: paths are resolved)
+#
+# Steps (in this order; each tool gets its own fresh local repository):
+#   init       create the repository (scrypt calibrated by each tool; CAIRN_KDF_PARAMS is unset)
+#   full       first backup of CORPUS/src and CORPUS/big
+#   unchanged  second backup, nothing changed
+#   mutated    `corpus.sh mutate` once (~1% of src files, +1 KiB inside every big file), then
+#              a third backup with each tool
+#   restore    restore the latest snapshot into a fresh directory, verified by comparing the
+#              `corpus.sh sums` manifests of the source and the restored copy
+#   check      `check --read-data`
+# For every step and tool: wall time, user+sys CPU, peak RSS (/usr/bin/time) and repository size
+# (du -sb), plus the cairn/restic ratio. Results: an aligned table on stdout and in
+# $RUN/table.txt, plus $RUN/results.tsv and $RUN/results.json ($RUN = $OUT_DIR/<timestamp>).
+#
+# Environment:
+#   OUT_DIR     where runs go (default /tmp/cairn-bench); never inside the git tree
+#   CORPUS_DIR  corpus to use; generated there if it has no src/ (then kept); if unset a
+#               corpus is generated in $RUN/corpus and removed at the end unless KEEP=1.
+#               NOTE: the mutated step modifies the corpus in place.
+#   BIG_MIB     size of each of the four big files when generating (default 512)
+#   STEPS       comma-separated subset of init,full,unchanged,mutated,restore,check
+#               (default: all). init always runs (it is only reported when listed).
+#   KEEP=1      keep repositories, restores, caches and a generated corpus
+#   ORDER       tool order within each step (default "cairn restic")
+#   CAIRN       cairn binary (default: built from this tree into $RUN/cairn)
+#   RESTIC      restic binary (default /usr/bin/restic)
+#   PROFILE=1   afterwards, run one extra cairn full backup (into a throw-away repository)
+#               under `perf record -g` and write $RUN/perf-cairn-full.txt (skipped if no perf)
+#
+# Caches cannot be dropped reliably here: the corpus is read from a warm page cache by both
+# tools, and each step runs exactly once per tool (no repetitions, no averaging).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+CORPUS_SH=${CORPUS_SH:-/work/shared/bench/corpus.sh}
+OUT_DIR=${OUT_DIR:-/tmp/cairn-bench}
+export BIG_MIB=${BIG_MIB:-512}
+STEPS=${STEPS:-init,full,unchanged,mutated,restore,check}
+ORDER=${ORDER:-cairn restic}
+RESTIC=${RESTIC:-/usr/bin/restic}
+KEEP=${KEEP:-0}
+PROFILE=${PROFILE:-0}
+TIME=/usr/bin/time
+
+# Equal security: both tools calibrate scrypt themselves.
+unset CAIRN_KDF_PARAMS CAIRN_REPOSITORY CAIRN_PASSWORD CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND
+unset RESTIC_REPOSITORY RESTIC_PASSWORD RESTIC_PASSWORD_FILE RESTIC_PASSWORD_COMMAND RESTIC_CACHE_DIR
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+log() { echo "# $*" >&2; }
+has_step() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+for s in ${STEPS//,/ }; do
+  case $s in init | full | unchanged | mutated | restore | check) ;; *) die "unknown step $s" ;; esac
+done
+
+if [ ! -x "$TIME" ]; then
+  log "/usr/bin/time missing; installing Debian package 'time'"
+  apt-get install -y time >/dev/null || die "cannot install time"
+fi
+[ -x "$RESTIC" ] || die "restic not found at $RESTIC"
+[ -x "$CORPUS_SH" ] || die "corpus generator not found at $CORPUS_SH"
+
+case $OUT_DIR in "$ROOT"/*) die "OUT_DIR must be outside the git tree ($ROOT)" ;; esac
+RUN=$OUT_DIR/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RUN/logs" || die "cannot create $RUN"
+RUN=$(cd "$RUN" && pwd)
+
+if [ -z "${CAIRN:-}" ]; then
+  log "building cairn from $ROOT"
+  (cd "$ROOT" && go build -o "$RUN/cairn" ./cmd/cairn) || die "go build failed"
+  CAIRN=$RUN/cairn
+fi
+
+GEN_CORPUS=0
+if [ -z "${CORPUS_DIR:-}" ]; then
+  CORPUS_DIR=$RUN/corpus
+  GEN_CORPUS=1
+fi
+mkdir -p "$CORPUS_DIR"
+CORPUS_DIR=$(cd "$CORPUS_DIR" && pwd)
+if [ ! -d "$CORPUS_DIR/src" ]; then
+  log "generating corpus in $CORPUS_DIR (BIG_MIB=$BIG_MIB)"
+  "$CORPUS_SH" gen "$CORPUS_DIR" >"$RUN/logs/corpus-gen.log" 2>&1 || die "corpus gen failed, see $RUN/logs/corpus-gen.log"
+fi
+
+printf 'cairn-bench %s\n' "$(head -c 24 /dev/urandom | base64)" >"$RUN/password"
+PW=$RUN/password
+
+# ---- environment summary -------------------------------------------------------------
+{
+  echo "date:    $(date -u +%FT%TZ)"
+  echo "host:    $(uname -srm), nproc=$(nproc), mem=$(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "cpu:     $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
+  echo "fs:      $(df -T "$RUN" | awk 'NR==2{print $1" "$2}')"
+  echo "cairn:   $("$CAIRN" version 2>&1 | head -1)"
+  echo "restic:  $("$RESTIC" version 2>&1 | head -1)"
+  echo "go:      $(go version 2>/dev/null)"
+  echo "corpus:  $CORPUS_DIR ($(du -sb "$CORPUS_DIR" | cut -f1) bytes, $(find "$CORPUS_DIR" -type f | wc -l) files, BIG_MIB=$BIG_MIB)"
+  echo "steps:   $STEPS (order: $ORDER; each step once, warm page cache, no cache drop)"
+  echo "run dir: $RUN"
+} | tee "$RUN/env.txt"
+
+# ---- step runner ---------------------------------------------------------------------
+# Per tool: repository, cache dir. Results are appended to $RUN/raw.tsv:
+# step tool rc wall user sys rss_kib repo_bytes note
+printf 'step\ttool\trc\twall_s\tuser_s\tsys_s\trss_kib\trepo_bytes\tnote\n' >"$RUN/raw.tsv"
+
+repo_of() { echo "$RUN/repo-$1"; }
+cache_of() { echo "$RUN/cache-$1"; }
+bin_of() { if [ "$1" = cairn ]; then echo "$CAIRN"; else echo "$RESTIC"; fi; }
+
+# run_tool STEP TOOL NOTE ARGS... : runs BIN -r REPO -p PW --cache-dir CACHE ARGS under /usr/bin/time
+run_tool() {
+  local step=$1 tool=$2 note=$3
+  shift 3
+  local bin repo tf lf rc
+  bin=$(bin_of "$tool")
+  repo=$(repo_of "$tool")
+  tf=$RUN/logs/$tool-$step.time
+  lf=$RUN/logs/$tool-$step.log
+  log "$step: $tool $*"
+  "$TIME" -o "$tf" -f "%e %U %S %M" "$bin" -r "$repo" -p "$PW" --cache-dir "$(cache_of "$tool")" "$@" >"$lf" 2>&1
+  rc=$?
+  # /usr/bin/time prints "Command exited with non-zero status N" before the numbers.
+  local wall user sys rss
+  read -r wall user sys rss < <(tail -n 1 "$tf")
+  local size=0
+  [ -d "$repo" ] && size=$(du -sb "$repo" | cut -f1)
+  [ "$rc" -eq 0 ] || { note="${note:+$note; }exit $rc: $(tail -n 3 "$lf" | tr '\t\n' '  ' | cut -c1-200)"; log "$tool $step FAILED: $note"; }
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$tool" "$rc" "$wall" "$user" "$sys" "$rss" "$size" "$note" >>"$RUN/raw.tsv"
+  return "$rc"
+}
+
+record_skip() {
+  printf '%s\t%s\t%s\t\t\t\t\t\t%s\n' "$1" "$2" "-" "$3" >>"$RUN/raw.tsv"
+}
+
+step_init() {
+  local t
+  for t in $ORDER; do run_tool init "$t" "" init; done
+}
+
+step_backup() { # $1 = step name
+  local t
+  for t in $ORDER; do run_tool "$1" "$t" "" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big"; done
+}
+
+# Find the corpus inside a restore target: both tools recreate the absolute path.
+restored_root() {
+  local tgt=$1
+  if [ -d "$tgt$CORPUS_DIR/src" ]; then echo "$tgt$CORPUS_DIR"; elif [ -d "$tgt/src" ]; then echo "$tgt"; else return 1; fi
+}
+
+step_restore() {
+  log "computing source manifest"
+  "$CORPUS_SH" sums "$CORPUS_DIR" >"$RUN/sums-source.txt" 2>"$RUN/logs/sums-source.err" || die "corpus.sh sums failed"
+  local t tgt root note
+  for t in $ORDER; do
+    tgt=$RUN/restore-$t
+    rm -rf "$tgt"
+    mkdir -p "$tgt"
+    if run_tool restore "$t" "" restore latest --target "$tgt"; then :; fi
+    note=
+    if root=$(restored_root "$tgt"); then
+      "$CORPUS_SH" sums "$root" >"$RUN/sums-restore-$t.txt" 2>/dev/null
+      if cmp -s "$RUN/sums-source.txt" "$RUN/sums-restore-$t.txt"; then
+        note="verify OK ($(wc -l <"$RUN/sums-source.txt") files)"
+      else
+        note="VERIFY MISMATCH: $(diff "$RUN/sums-source.txt" "$RUN/sums-restore-$t.txt" | grep -c '^[<>]') differing manifest lines"
+      fi
+    else
+      note="VERIFY FAILED: corpus not found under $tgt"
+    fi
+    log "restore $t: $note"
+    # attach the verification result to the last raw line (this tool's restore)
+    awk -v n="$note" 'BEGIN{FS=OFS="\t"} {if (NR > 1) print prev; prev = $0} END{$0 = prev; $9 = ($9 == "") ? n : $9 "; " n; print}' "$RUN/raw.tsv" >"$RUN/raw.tmp" && mv "$RUN/raw.tmp" "$RUN/raw.tsv"
+    [ "$KEEP" = 1 ] || rm -rf "$tgt"
+  done
+}
+
+step_check() {
+  local t
+  for t in $ORDER; do
+    if [ "$t" = cairn ] && ! "$CAIRN" check --help >/dev/null 2>&1; then
+      log "cairn has no check command: skipping"
+      record_skip check cairn "skipped: cairn has no check command"
+      continue
+    fi
+    run_tool check "$t" "" check --read-data
+  done
+}
+
+# ---- run -----------------------------------------------------------------------------
+step_init
+# init is always run; drop its lines if it was not requested
+if ! has_step init; then
+  awk -F'\t' '$1!="init"' "$RUN/raw.tsv" >"$RUN/raw.tmp" && mv "$RUN/raw.tmp" "$RUN/raw.tsv"
+fi
+has_step full && step_backup full
+has_step unchanged && step_backup unchanged
+if has_step mutated; then
+  log "mutating corpus"
+  "$CORPUS_SH" mutate "$CORPUS_DIR" >"$RUN/logs/corpus-mutate.log" 2>&1 || die "corpus mutate failed"
+  step_backup mutated
+fi
+has_step restore && step_restore
+has_step check && step_check
+
+# ---- report --------------------------------------------------------------------------
+# results.tsv: one line per step with both tools and ratios.
+awk -F'\t' -v order="$ORDER" '
+function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "" : sprintf("%.2f", a / b) }
+function hb(x) { # human bytes
+  if (x == "") return "";
+  if (x >= 1073741824) return sprintf("%.2fG", x / 1073741824);
+  if (x >= 1048576) return sprintf("%.1fM", x / 1048576);
+  if (x >= 1024) return sprintf("%.1fK", x / 1024);
+  return x "B"
+}
+function cpu(u, s) { return (u == "") ? "" : sprintf("%.2f", u + s) }
+function rssm(k) { return (k == "") ? "" : sprintf("%.0f", k / 1024) }
+NR == 1 { next }
+{
+  if (!($1 in seen)) { seen[$1] = 1; steps[++n] = $1 }
+  k = $1 SUBSEP $2
+  rc[k] = $3; wall[k] = $4; c[k] = cpu($5, $6); rss[k] = $7; size[k] = $8; note[k] = $9
+}
+END {
+  tsv = ENVIRON["RUN"] "/results.tsv"; js = ENVIRON["RUN"] "/results.json"; tbl = ENVIRON["RUN"] "/table.txt"
+  print "step\tcairn_rc\tcairn_wall_s\tcairn_cpu_s\tcairn_rss_kib\tcairn_repo_bytes\trestic_rc\trestic_wall_s\trestic_cpu_s\trestic_rss_kib\trestic_repo_bytes\tratio_wall\tratio_cpu\tratio_rss\tratio_repo\tcairn_note\trestic_note" > tsv
+  printf "{\n  \"env\": \"%s\",\n  \"steps\": [\n", ENVIRON["RUN"] "/env.txt" > js
+  hdr = sprintf("%-9s | %8s %8s %8s %9s | %8s %8s %8s %9s | %6s %6s %6s %6s | %s", "step", "c.wall", "c.cpu", "c.rssM", "c.repo", "r.wall", "r.cpu", "r.rssM", "r.repo", "x.wall", "x.cpu", "x.rss", "x.repo", "notes")
+  print hdr > tbl
+  line = hdr; gsub(/./, "-", line); print line > tbl
+  for (i = 1; i <= n; i++) {
+    s = steps[i]; a = s SUBSEP "cairn"; b = s SUBSEP "restic"
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, rc[a], wall[a], c[a], rss[a], size[a], rc[b], wall[b], c[b], rss[b], size[b], ratio(wall[a], wall[b]), ratio(c[a], c[b]), ratio(rss[a], rss[b]), ratio(size[a], size[b]), note[a], note[b] > tsv
+    notes = ""
+    if (note[a] != "") notes = "cairn: " note[a]
+    if (note[b] != "") notes = notes (notes == "" ? "" : " | ") "restic: " note[b]
+    printf "%-9s | %8s %8s %8s %9s | %8s %8s %8s %9s | %6s %6s %6s %6s | %s\n", s, wall[a], c[a], rssm(rss[a]), hb(size[a]), wall[b], c[b], rssm(rss[b]), hb(size[b]), ratio(wall[a], wall[b]), ratio(c[a], c[b]), ratio(rss[a], rss[b]), ratio(size[a], size[b]), notes > tbl
+    printf "    {\"step\": \"%s\"", s > js
+    split("cairn restic", tools, " ")
+    for (j = 1; j <= 2; j++) {
+      k = s SUBSEP tools[j]; nt = note[k]; gsub(/\\/, "\\\\", nt); gsub(/"/, "\\\"", nt)
+      printf ", \"%s\": {\"rc\": \"%s\", \"wall_s\": %s, \"cpu_s\": %s, \"rss_kib\": %s, \"repo_bytes\": %s, \"note\": \"%s\"}", tools[j], rc[k], (wall[k] == "" ? "null" : wall[k]), (c[k] == "" ? "null" : c[k]), (rss[k] == "" ? "null" : rss[k]), (size[k] == "" ? "null" : size[k]), nt > js
+    }
+    printf ", \"ratio\": {\"wall\": %s, \"cpu\": %s, \"rss\": %s, \"repo\": %s}}%s\n", (ratio(wall[a], wall[b]) == "" ? "null" : ratio(wall[a], wall[b])), (ratio(c[a], c[b]) == "" ? "null" : ratio(c[a], c[b])), (ratio(rss[a], rss[b]) == "" ? "null" : ratio(rss[a], rss[b])), (ratio(size[a], size[b]) == "" ? "null" : ratio(size[a], size[b])), (i < n ? "," : "") > js
+  }
+  print "  ]\n}" > js
+}' "$RUN/raw.tsv"
+
+echo
+cat "$RUN/table.txt"
+echo
+echo "wall/cpu in seconds (cpu = user+sys), rssM = peak RSS in MiB, repo = du -sb of the repository after the step,"
+echo "x.* = cairn/restic ratio (<1 means cairn is faster/smaller). Files: $RUN/{results.tsv,results.json,table.txt,env.txt,logs/}"
+
+# ---- optional profile ----------------------------------------------------------------
+if [ "$PROFILE" = 1 ]; then
+  if command -v perf >/dev/null 2>&1; then
+    prepo=$RUN/repo-profile
+    "$CAIRN" -r "$prepo" -p "$PW" init >"$RUN/logs/profile-init.log" 2>&1
+    log "profiling a cairn full backup with perf (data: $RUN/perf.data)"
+    if perf record -F 499 -g -o "$RUN/perf.data" -- "$CAIRN" -r "$prepo" -p "$PW" --cache-dir "$RUN/cache-profile" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big" >"$RUN/logs/profile-backup.log" 2>&1; then
+      perf report -i "$RUN/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full.txt"
+      perf report -i "$RUN/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full-children.txt"
+      echo; echo "perf: top self-time symbols of a cairn full backup ($RUN/perf-cairn-full.txt):"
+      head -25 "$RUN/perf-cairn-full.txt"
+    else
+      log "perf record failed, see $RUN/logs/profile-backup.log"
+    fi
+    [ "$KEEP" = 1 ] || rm -rf "$prepo" "$RUN/cache-profile"
+  else
+    log "perf not available: profiling skipped"
+  fi
+fi
+
+if [ "$KEEP" != 1 ]; then
+  rm -rf "$RUN"/repo-* "$RUN"/restore-* "$RUN"/cache-* "$RUN/cairn"
+  [ "$GEN_CORPUS" = 1 ] && rm -rf "$CORPUS_DIR"
+fi
+exit 0
