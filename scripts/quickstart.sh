@@ -12,6 +12,7 @@ export PATH="/usr/local/go/bin:$PATH"
 repo=${1:-demo-repo}
 src=${2:-.}
 go build -o bin/cairn ./cmd/cairn
+mkdir -p "$(dirname "$repo")"
 pwfile="$repo.password"
 if [ ! -f "$pwfile" ]; then
   umask 077

@@ -186,7 +186,11 @@ func (a *Archiver) Run(ctx context.Context, targets []string) (*Result, error) {
 		if a.opts.Parent != nil {
 			parent = a.loadTree(*a.opts.Parent)
 		}
-		rootFut = a.saveVirtual(root, parent)
+		if root.target {
+			rootFut = a.saveRootDir(root.path)
+		} else {
+			rootFut = a.saveVirtual(root, parent)
+		}
 		select {
 		case <-rootFut.done:
 		case <-a.ctx.Done():
@@ -285,11 +289,31 @@ func buildVirtualTree(targets []string) (*vnode, error) {
 			cur, last = child, child
 		}
 		if last == nil {
-			return nil, fmt.Errorf("backup: cannot back up %q by itself; name the entries inside it", t)
+			// "." or "/": its contents go straight into the root tree
+			if len(targets) > 1 {
+				return nil, fmt.Errorf("backup: %q cannot be combined with other paths", t)
+			}
+			root.target, root.path = true, t
+			continue
 		}
 		last.target = true
 	}
 	return root, nil
+}
+
+// saveRootDir saves the contents of dir as the root tree.
+func (a *Archiver) saveRootDir(dir string) *future {
+	var prev *tree.Node
+	if a.opts.Parent != nil {
+		prev = &tree.Node{Type: tree.NodeDir, Subtree: a.opts.Parent}
+	}
+	node := &tree.Node{Type: tree.NodeDir}
+	if fi, err := os.Lstat(dir); err == nil {
+		if n, err := fsnode.NodeFromPath(dir, fi, a.opts.NodeOptions); err == nil {
+			node.DeviceID = n.DeviceID
+		}
+	}
+	return a.saveDir(dir, node, prev)
 }
 
 // saveVirtual saves a virtual directory: its children are intermediate

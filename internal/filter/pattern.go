@@ -73,7 +73,9 @@ func ParsePattern(pattern string) (Pattern, error) {
 	p.parts = make([]part, len(comps))
 	for i, c := range comps {
 		pt := part{s: c, simple: !strings.ContainsAny(c, `\[]*?`)}
-		if c == "**" {
+		// An empty part only comes from the pattern "/"; restic takes it as
+		// "**" (its internal marker), so "/" matches every absolute path.
+		if c == "**" || c == "" {
 			pt.anyDepth = true
 			p.stars++
 		} else {

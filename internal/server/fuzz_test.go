@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -116,6 +117,47 @@ func FuzzServerPaths(f *testing.F) {
 					t.Fatalf("%s %q: created %q", req.Method, target, p)
 				}
 			}
+		}
+	})
+}
+
+// FuzzParseRange checks that any satisfiable range lies inside the file.
+func FuzzParseRange(f *testing.F) {
+	for _, s := range []string{"", "bytes=0-", "bytes=5-10", "bytes=-5", "bytes=1-2,3-4", "bytes=99999999999999999999-", "bytes=--1", "bytes= 3-4"} {
+		f.Add(s, int64(100))
+		f.Add(s, int64(0))
+	}
+	f.Fuzz(func(t *testing.T, h string, size int64) {
+		if size < 0 {
+			return
+		}
+		start, length, partial, ok := parseRange(h, size)
+		if !ok {
+			return
+		}
+		if start < 0 || length < 0 || start > size || length > size-start {
+			t.Fatalf("parseRange(%q, %d) = %d+%d outside the file", h, size, start, length)
+		}
+		if partial && length == 0 {
+			t.Fatalf("parseRange(%q, %d): empty partial range", h, size)
+		}
+		if h == "" && (partial || length != size) {
+			t.Fatalf("no header but range %d+%d partial=%v", start, length, partial)
+		}
+	})
+}
+
+// FuzzParseHtpasswd checks that only well-formed entries are loaded.
+func FuzzParseHtpasswd(f *testing.F) {
+	f.Add([]byte("alice:$2y$05$abcdefghijklmnopqrstuu5Zr4aGB6cSYKMNSWmsXV9O1xbI1YRXi\n# c\n  bob:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n"))
+	f.Add([]byte("x:y:z\n:\n\r\n\x00:\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		users := parseHtpasswd(data, slog.New(slog.DiscardHandler))
+		for u, h := range users {
+			if !validUserName.MatchString(u) || !supportedHash(h) {
+				t.Fatalf("loaded %q:%q", u, h)
+			}
+			_ = checkHash(h, "password")
 		}
 	})
 }

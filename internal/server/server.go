@@ -590,9 +590,6 @@ func (h *Handler) serveGet(w *respWriter, r *http.Request, rt route, info *reqIn
 		}
 		sent = true
 		w.WriteHeader(status)
-		if r.Method == http.MethodHead {
-			return nil
-		}
 		var err error
 		n, err = io.Copy(w, io.LimitReader(rd, length))
 		if err == nil && n != length {
@@ -647,7 +644,7 @@ func (h *Handler) servePost(w *respWriter, r *http.Request, rt route, info *reqI
 	if h.cfg.NoVerifyUpload {
 		verifyName = ""
 	}
-	vr, err := newVerifyReader(body, size, verifyName, nil)
+	vr, err := newVerifyReader(body, size, verifyName)
 	if err != nil {
 		if h.quota != nil {
 			h.quota.release(size)

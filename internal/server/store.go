@@ -37,7 +37,9 @@ type Store interface {
 type DirStore struct {
 	root string
 
-	mu   sync.Mutex // guards open; also serialises Create
+	createMu sync.Mutex // serialises Create (held while directories are made and synced)
+
+	mu   sync.Mutex // guards open
 	open map[string]backend.Backend
 }
 
@@ -102,9 +104,7 @@ func (s *DirStore) Open(ctx context.Context, repoPath string) (backend.Backend, 
 	if err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if be, ok := s.open[repoPath]; ok {
+	if be := s.cached(repoPath); be != nil {
 		return be, nil
 	}
 	ok, err := isRepoDir(dir)
@@ -118,8 +118,27 @@ func (s *DirStore) Open(ctx context.Context, repoPath string) (backend.Backend, 
 	if err != nil {
 		return nil, fmt.Errorf("open repository %q: %w", repoPath, err)
 	}
+	return s.remember(repoPath, be), nil
+}
+
+// cached returns the opened backend for repoPath, or nil.
+func (s *DirStore) cached(repoPath string) backend.Backend {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open[repoPath]
+}
+
+// remember caches be for repoPath unless another goroutine was first, and
+// returns the cached backend.
+func (s *DirStore) remember(repoPath string, be backend.Backend) backend.Backend {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev, ok := s.open[repoPath]; ok {
+		_ = be.Close() // a local backend holds no resources; keep one instance
+		return prev
+	}
 	s.open[repoPath] = be
-	return be, nil
+	return be
 }
 
 // Create implements Store. Creations are serialised in memory; nothing is
@@ -129,15 +148,13 @@ func (s *DirStore) Create(ctx context.Context, repoPath string) error {
 	if err != nil {
 		return fmt.Errorf("create repository: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
 	be, err := local.Create(ctx, dir)
 	if err != nil {
 		return fmt.Errorf("create repository %q: %w", repoPath, err)
 	}
-	if _, ok := s.open[repoPath]; !ok {
-		s.open[repoPath] = be
-	}
+	s.remember(repoPath, be)
 	return nil
 }
 

@@ -152,7 +152,7 @@ func TestVerifyReader(t *testing.T) {
 	read := func(rd io.Reader) ([]byte, error) { return io.ReadAll(rd) }
 
 	// Good body, read in small pieces.
-	v, err := newVerifyReader(iotest.OneByteReader(bytes.NewReader(data)), int64(len(data)), name, nil)
+	v, err := newVerifyReader(iotest.OneByteReader(bytes.NewReader(data)), int64(len(data)), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestVerifyReader(t *testing.T) {
 		{"short length, exact reads", data[:len(data)-1], int64(len(data)) - 1, name, errHashMismatch},
 	}
 	for _, c := range cases {
-		v, err := newVerifyReader(bytes.NewReader(c.body), c.length, c.name, nil)
+		v, err := newVerifyReader(bytes.NewReader(c.body), c.length, c.name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,16 +199,16 @@ func TestVerifyReader(t *testing.T) {
 	}
 
 	// Without a name (config) only the length counts.
-	v, _ = newVerifyReader(bytes.NewReader([]byte("abc")), 3, "", nil)
+	v, _ = newVerifyReader(bytes.NewReader([]byte("abc")), 3, "")
 	if b, err := read(v); err != nil || string(b) != "abc" || !v.complete() {
 		t.Errorf("config body: %q %v", b, err)
 	}
-	v, _ = newVerifyReader(bytes.NewReader([]byte("ab")), 3, "", nil)
+	v, _ = newVerifyReader(bytes.NewReader([]byte("ab")), 3, "")
 	if _, err := read(v); !errors.Is(err, errTruncated) {
 		t.Errorf("short config body: %v", err)
 	}
 	// A reader delivering more than announced in one read.
-	v, _ = newVerifyReader(bytes.NewReader([]byte("abcd")), 3, "", nil)
+	v, _ = newVerifyReader(bytes.NewReader([]byte("abcd")), 3, "")
 	buf := make([]byte, 2)
 	n, err := v.Read(buf)
 	if n != 2 || err != nil {
@@ -219,21 +219,21 @@ func TestVerifyReader(t *testing.T) {
 		t.Errorf("overlong config body: %v", err)
 	}
 	// An overlong object body delivered in one read.
-	v, _ = newVerifyReader(bytes.NewReader(append(append([]byte{}, data...), 'x')), int64(len(data)), name, nil)
+	v, _ = newVerifyReader(bytes.NewReader(append(append([]byte{}, data...), 'x')), int64(len(data)), name)
 	if _, err := v.Read(make([]byte, len(data)+10)); !errors.Is(err, errTooLong) {
 		t.Errorf("overlong object body: %v", err)
 	}
 	// Read errors from the body are reported as truncation.
 	boom := errors.New("connection reset")
-	v, _ = newVerifyReader(io.MultiReader(bytes.NewReader(data[:10]), iotest.ErrReader(boom)), int64(len(data)), name, nil)
+	v, _ = newVerifyReader(io.MultiReader(bytes.NewReader(data[:10]), iotest.ErrReader(boom)), int64(len(data)), name)
 	if _, err := read(v); !errors.Is(err, errTruncated) || !errors.Is(err, boom) {
 		t.Errorf("failing body: %v", err)
 	}
-	if _, err := newVerifyReader(bytes.NewReader(nil), 0, "nothex", nil); err == nil {
+	if _, err := newVerifyReader(bytes.NewReader(nil), 0, "nothex"); err == nil {
 		t.Error("invalid name accepted")
 	}
 	// An empty object.
-	v, _ = newVerifyReader(bytes.NewReader(nil), 0, hashName(nil), nil)
+	v, _ = newVerifyReader(bytes.NewReader(nil), 0, hashName(nil))
 	if _, err := read(v); err != nil || !v.complete() {
 		t.Errorf("empty object: %v", err)
 	}

@@ -41,15 +41,14 @@ type verifyReader struct {
 	started bool
 	done    bool
 	err     error // first error handed out; nil while the body is good
-	onRead  func()
 }
 
 var _ backend.RewindReader = (*verifyReader)(nil)
 
 // newVerifyReader verifies rd against length and, if name is not empty,
-// against the ID name. onRead (may be nil) is called before each read.
-func newVerifyReader(rd io.Reader, length int64, name string, onRead func()) (*verifyReader, error) {
-	v := &verifyReader{rd: rd, length: length, onRead: onRead}
+// against the ID name.
+func newVerifyReader(rd io.Reader, length int64, name string) (*verifyReader, error) {
+	v := &verifyReader{rd: rd, length: length}
 	if name != "" {
 		id, err := core.ParseID(name)
 		if err != nil {
@@ -76,9 +75,6 @@ func (v *verifyReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	v.started = true
-	if v.onRead != nil {
-		v.onRead()
-	}
 	// Ask for one byte more than remains, to notice an overlong body.
 	if rem := v.length - v.n + 1; int64(len(p)) > rem {
 		p = p[:rem]

@@ -1,0 +1,211 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-backup/cairn/internal/checker"
+	"github.com/cairn-backup/cairn/internal/core"
+)
+
+func init() { extraCommands = append(extraCommands, newCheckCommand) }
+
+type checkOptions struct {
+	readData       bool
+	readDataSubset string
+}
+
+func newCheckCommand(g *globalOptions) *cobra.Command {
+	var o checkOptions
+	cmd := &cobra.Command{
+		Use:   "check [flags]",
+		Short: "Check the repository for errors",
+		Long: `Check the repository: every index file loads; every indexed pack exists with
+the size its blobs imply; every snapshot loads and every tree reachable from
+it decodes and refers only to indexed blobs. With --read-data every pack is
+read in full and every blob is decrypted and verified; --read-data-subset
+reads only part of them: "n/t" (group n of t, by the first byte of the pack
+ID), "x%" (a random x% of the packs) or a size such as "500M" (random packs
+up to that size).
+
+check takes an exclusive lock unless --no-lock is given, and never uses a
+cache. It exits with status 1 if the repository contains errors; hints
+(orphaned, duplicate or mixed packs) do not count as errors.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCheck(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.readData, "read-data", false, "read all data blobs")
+	f.StringVar(&o.readDataSubset, "read-data-subset", "", "read a `subset` of the data packs: n/t, x% or a size")
+	return cmd
+}
+
+// checkProblemJSON is one problem in --json output.
+type checkProblemJSON struct {
+	MessageType string `json:"message_type"` // "error" or "hint"
+	Kind        string `json:"kind"`
+	Index       string `json:"index,omitempty"`
+	Pack        string `json:"pack,omitempty"`
+	Snapshot    string `json:"snapshot,omitempty"`
+	Tree        string `json:"tree,omitempty"`
+	Blob        string `json:"blob,omitempty"`
+	Path        string `json:"path,omitempty"`
+	Message     string `json:"message"`
+}
+
+// checkSummaryJSON ends --json output.
+type checkSummaryJSON struct {
+	MessageType        string   `json:"message_type"` // "summary"
+	NumErrors          int      `json:"num_errors"`
+	NumHints           int      `json:"num_hints"`
+	Snapshots          int      `json:"snapshots"`
+	IndexFiles         int      `json:"index_files"`
+	Packs              int      `json:"packs"`
+	Trees              int      `json:"trees"`
+	PacksRead          int      `json:"packs_read"`
+	BytesRead          int64    `json:"bytes_read"`
+	BrokenPacks        []string `json:"broken_packs"`
+	SuggestRepairIndex bool     `json:"suggest_repair_index"`
+	SuggestPrune       bool     `json:"suggest_prune"`
+}
+
+func jsonID(id core.ID) string {
+	if id.IsNull() {
+		return ""
+	}
+	return id.String()
+}
+
+var errRepoContainsErrors = errors.New("repository contains errors")
+
+func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
+	var sub *checker.Subset
+	switch {
+	case o.readData && o.readDataSubset != "":
+		return errors.New("check: --read-data and --read-data-subset cannot be used together")
+	case o.readData:
+		sub = &checker.Subset{Kind: checker.SubsetAll}
+	case o.readDataSubset != "":
+		s, err := checker.ParseSubset(o.readDataSubset)
+		if err != nil {
+			return fmt.Errorf("check: %w", err)
+		}
+		sub = &s
+	}
+
+	r, err := g.openRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if !g.NoLock {
+		g.printf("create exclusive lock for repository\n")
+	}
+	unlock, lctx, _, err := g.lockRepository(ctx, r, true, "check", true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ctx = lctx
+
+	var suggestRepairIndex, suggestPrune bool
+	report := func(p checker.Problem) {
+		switch p.Kind {
+		case checker.KindDuplicatePack, checker.KindIncompletePack, checker.KindIndexDamaged:
+			suggestRepairIndex = true
+		case checker.KindOrphanedPack, checker.KindMixedPack:
+			suggestPrune = true
+		}
+		if g.JSON {
+			_ = g.printJSON(checkProblemJSON{
+				MessageType: string(p.Severity), Kind: string(p.Kind),
+				Index: jsonID(p.Index), Pack: jsonID(p.Pack), Snapshot: jsonID(p.Snapshot),
+				Tree: jsonID(p.Tree), Blob: jsonID(p.Blob), Path: p.Path, Message: p.Message,
+			})
+			return
+		}
+		if p.IsError() {
+			g.warnf("error: %s\n", p.Message)
+		} else {
+			g.printf("%s\n", p.Message)
+		}
+	}
+	c := checker.New(r, checker.Options{Report: report})
+
+	if _, err := c.ListSnapshots(ctx); err != nil {
+		return err
+	}
+	g.printf("load indexes\n")
+	if err := c.LoadIndex(ctx); err != nil {
+		if !errors.Is(err, checker.ErrIndexDamaged) {
+			return err
+		}
+		g.printf("%v\n", checker.ErrIndexDamaged)
+		return g.finishCheck(c, suggestRepairIndex, suggestPrune)
+	}
+	g.printf("check all packs\n")
+	if err := c.CheckPacks(ctx); err != nil {
+		return err
+	}
+	g.printf("check snapshots, trees and blobs\n")
+	if err := c.CheckStructure(ctx); err != nil {
+		return err
+	}
+	if sub != nil {
+		ids := c.SelectPacks(*sub, nil)
+		switch sub.Kind {
+		case checker.SubsetAll:
+			g.printf("read all data\n")
+		default:
+			g.printf("read %s of data packs (%d packs)\n", sub, len(ids))
+		}
+		if err := c.ReadPacks(ctx, ids); err != nil {
+			return err
+		}
+	}
+	return g.finishCheck(c, suggestRepairIndex, suggestPrune)
+}
+
+// finishCheck prints the summary, advice and verdict.
+func (g *globalOptions) finishCheck(c *checker.Checker, suggestRepairIndex, suggestPrune bool) error {
+	st := c.Stats()
+	broken := make([]string, 0, len(st.DamagedPack))
+	for _, id := range st.DamagedPack {
+		broken = append(broken, id.String())
+	}
+	if g.JSON {
+		if err := g.printJSON(checkSummaryJSON{
+			MessageType: "summary", NumErrors: st.Errors, NumHints: st.Hints,
+			Snapshots: st.Snapshots, IndexFiles: st.IndexFiles, Packs: st.Packs, Trees: st.Trees,
+			PacksRead: st.PacksRead, BytesRead: st.BytesRead, BrokenPacks: broken,
+			SuggestRepairIndex: suggestRepairIndex, SuggestPrune: suggestPrune,
+		}); err != nil {
+			return err
+		}
+	} else {
+		if suggestRepairIndex {
+			g.printf("run `cairn repair index` to rebuild the index files\n")
+		}
+		if suggestPrune && st.Errors == 0 {
+			g.printf("run `cairn prune` to remove unneeded data\n")
+		}
+		if len(broken) > 0 {
+			g.printf("\nThe repository contains damaged pack files. They must be removed to repair the\n" +
+				"repository, and the snapshots that refer to their blobs must be repaired:\n\n")
+			g.printf("cairn repair packs %s\ncairn repair snapshots --forget\n\n", strings.Join(broken, " "))
+			g.printf("Damaged pack files can come from storage or hardware faults or from bugs.\n" +
+				"Back up the repository before repairing it, and find the cause first.\n\n")
+		}
+	}
+	if st.Errors > 0 {
+		return errRepoContainsErrors
+	}
+	g.printf("no errors were found\n")
+	return nil
+}
