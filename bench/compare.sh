@@ -70,6 +70,7 @@ case $OUT_DIR in "$ROOT"/*) die "OUT_DIR must be outside the git tree ($ROOT)" ;
 RUN=$OUT_DIR/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN/logs" || die "cannot create $RUN"
 RUN=$(cd "$RUN" && pwd)
+export RUN
 
 if [ -z "${CAIRN:-}" ]; then
   log "building cairn from $ROOT"
@@ -269,7 +270,7 @@ if [ "$PROFILE" = 1 ]; then
     "$CAIRN" -r "$prepo" -p "$PW" init >"$RUN/logs/profile-init.log" 2>&1
     log "profiling a cairn full backup with perf (data: $RUN/perf.data)"
     if perf record -F 499 -g -o "$RUN/perf.data" -- "$CAIRN" -r "$prepo" -p "$PW" --cache-dir "$RUN/cache-profile" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big" >"$RUN/logs/profile-backup.log" 2>&1; then
-      perf report -i "$RUN/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full.txt"
+      perf report -i "$RUN/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full.txt"
       perf report -i "$RUN/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full-children.txt"
       echo; echo "perf: top self-time symbols of a cairn full backup ($RUN/perf-cairn-full.txt):"
       head -25 "$RUN/perf-cairn-full.txt"

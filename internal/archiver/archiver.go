@@ -28,6 +28,7 @@ import (
 
 	"github.com/restic/chunker"
 
+	"github.com/cairn-backup/cairn/internal/bufpool"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/fsnode"
 	"github.com/cairn-backup/cairn/internal/repo"
@@ -101,8 +102,6 @@ type Archiver struct {
 	blobJobs    chan *blobJob
 	fileWorkers sync.WaitGroup
 	blobWorkers sync.WaitGroup
-
-	chunkBufs sync.Pool
 }
 
 // New returns an archiver writing into r.
@@ -590,18 +589,25 @@ func (a *Archiver) unchanged(node, prev *tree.Node) bool {
 	return true
 }
 
+// workerState is per file worker: a chunker whose 512 KiB read buffer is
+// reused from file to file.
+type workerState struct {
+	ch *chunker.Chunker
+}
+
 func (a *Archiver) fileWorker() {
 	defer a.fileWorkers.Done()
+	st := &workerState{}
 	for job := range a.fileJobs {
 		if a.ctx.Err() != nil {
 			job.fut.resolve(nil, 0, context.Cause(a.ctx))
 			continue
 		}
-		a.processFile(job)
+		a.processFile(job, st)
 	}
 }
 
-func (a *Archiver) processFile(job *fileJob) {
+func (a *Archiver) processFile(job *fileJob, st *workerState) {
 	if a.opts.Progress != nil {
 		p := job.path
 		a.opts.Progress.CurrentFile.Store(&p)
@@ -628,7 +634,7 @@ func (a *Archiver) processFile(job *fileJob) {
 		job.fut.resolve(job.node, statusUnmodified, nil)
 		return
 	}
-	content, size, err := a.saveFileContent(job.path)
+	content, size, err := a.saveFileContent(job.path, st)
 	if err != nil {
 		if a.ctx.Err() != nil {
 			job.fut.resolve(nil, 0, context.Cause(a.ctx))
@@ -673,19 +679,8 @@ type fatalError struct{ err error }
 
 func (e *fatalError) Error() string { return e.err.Error() }
 
-func (a *Archiver) getChunkBuf() []byte {
-	if b, ok := a.chunkBufs.Get().([]byte); ok {
-		return b[:0]
-	}
-	return make([]byte, 0, chunker.MaxSize)
-}
-
-func (a *Archiver) putChunkBuf(b []byte) {
-	a.chunkBufs.Put(b[:0]) //nolint:staticcheck // reused only after SaveBlob returned
-}
-
 // saveFileContent reads, chunks and saves one file's content.
-func (a *Archiver) saveFileContent(path string) (core.IDs, uint64, error) {
+func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint64, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
 	if err != nil && errors.Is(err, syscall.EPERM) {
 		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
@@ -701,31 +696,72 @@ func (a *Archiver) saveFileContent(path string) (core.IDs, uint64, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, 0, fmt.Errorf("not a regular file any more")
 	}
-	ch := chunker.New(f, a.pol)
+	if fi.Size() < chunker.MinSize {
+		// The chunker never cuts before MinSize: a smaller file is one
+		// blob. Read it whole (one byte more, to notice growth).
+		buf := getBuf(int(fi.Size()) + 1)
+		n, err := io.ReadFull(f, buf)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = nil
+		}
+		if err != nil {
+			putBuf(buf)
+			return nil, 0, err
+		}
+		if n <= int(fi.Size()) {
+			if n == 0 {
+				putBuf(buf)
+				return core.IDs{}, 0, nil
+			}
+			id, err := a.saveBlobNow(buf[:n])
+			putBuf(buf)
+			if err != nil {
+				return nil, 0, err
+			}
+			return core.IDs{id}, uint64(n), nil
+		}
+		putBuf(buf)
+		// the file grew while we read it: chunk it from the start
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, 0, err
+		}
+	}
+	if st.ch == nil {
+		st.ch = chunker.New(f, a.pol)
+	} else {
+		st.ch.Reset(f, a.pol)
+	}
+	ch := st.ch
 	content := core.IDs{}
 	var size uint64
 	// results preserves chunk order while chunks are saved in parallel.
 	var results []chan blobResult
 	collect := func(limit int) error {
+		var first error
 		for len(results) > limit {
 			r := <-results[0]
 			results = results[1:]
-			if r.err != nil {
-				return r.err
+			if r.err != nil && first == nil {
+				first = r.err
 			}
-			content = append(content, r.id)
+			if first == nil {
+				content = append(content, r.id)
+			}
+			if first != nil {
+				limit = 0 // drain everything on error
+			}
 		}
-		return nil
+		return first
 	}
 	for {
-		buf := a.getChunkBuf()
+		buf := getBuf(chunker.MaxSize)
 		c, err := ch.Next(buf)
 		if err == io.EOF {
-			a.putChunkBuf(buf)
+			putBuf(buf)
 			break
 		}
 		if err != nil {
-			a.putChunkBuf(buf)
+			putBuf(buf)
 			_ = collect(0)
 			return nil, 0, err
 		}
@@ -735,13 +771,12 @@ func (a *Archiver) saveFileContent(path string) (core.IDs, uint64, error) {
 		select {
 		case a.blobJobs <- job:
 		case <-a.ctx.Done():
-			a.putChunkBuf(c.Data)
+			putBuf(c.Data)
 			_ = collect(0)
 			return nil, 0, context.Cause(a.ctx)
 		}
 		results = append(results, res)
 		if err := collect(a.opts.ChunksInFlight); err != nil {
-			_ = collect(0)
 			return nil, 0, err
 		}
 	}
@@ -749,6 +784,21 @@ func (a *Archiver) saveFileContent(path string) (core.IDs, uint64, error) {
 		return nil, 0, err
 	}
 	return content, size, nil
+}
+
+// saveBlobNow saves one chunk in the calling goroutine.
+func (a *Archiver) saveBlobNow(data []byte) (core.ID, error) {
+	id := chunkID(data)
+	res, err := a.repo.SaveBlob(a.ctx, core.DataBlob, data, id, false)
+	if err != nil {
+		return core.ID{}, &fatalError{err: err}
+	}
+	if !res.Known {
+		a.st.dataBlobs.Add(1)
+		a.st.dataAdded.Add(uint64(len(data)))
+		a.st.dataAddedPacked.Add(uint64(res.Size))
+	}
+	return id, nil
 }
 
 func (a *Archiver) blobWorker() {
@@ -763,7 +813,7 @@ func (a *Archiver) blobWorker() {
 		case <-a.ctx.Done():
 			// drain without work so senders never block forever
 			for job := range a.blobJobs {
-				a.putChunkBuf(job.buf)
+				putBuf(job.buf)
 				job.result <- blobResult{err: context.Cause(a.ctx)}
 			}
 			return
@@ -772,20 +822,9 @@ func (a *Archiver) blobWorker() {
 }
 
 func (a *Archiver) saveChunk(job *blobJob) {
-	data := job.buf[:job.n]
-	id := chunkID(data)
-	res, err := a.repo.SaveBlob(a.ctx, core.DataBlob, data, id, false)
-	a.putChunkBuf(job.buf)
-	if err != nil {
-		job.result <- blobResult{err: &fatalError{err: err}}
-		return
-	}
-	if !res.Known {
-		a.st.dataBlobs.Add(1)
-		a.st.dataAdded.Add(uint64(job.n))
-		a.st.dataAddedPacked.Add(uint64(res.Size))
-	}
-	job.result <- blobResult{id: id}
+	id, err := a.saveBlobNow(job.buf[:job.n])
+	putBuf(job.buf) // SaveBlob has copied the data into a pack
+	job.result <- blobResult{id: id, err: err}
 }
 
 // zeroIDs caches the IDs of all-zero chunks by length: sparse and
@@ -819,3 +858,6 @@ func isZero(b []byte) bool {
 	}
 	return true
 }
+
+func getBuf(n int) []byte { return bufpool.Get(n) }
+func putBuf(b []byte)     { bufpool.Put(b) }

@@ -90,10 +90,9 @@ func (c *Checker) CheckStructure(ctx context.Context) error {
 // checkTree loads and checks one tree and returns its subtrees. Problems
 // are reported; the error is only for cancellation.
 func (c *Checker) checkTree(ctx context.Context, ref treeRef) ([]treeRef, error) {
-	where := fmt.Sprintf("snapshot %v, tree %v, path %q", ref.snapshot.Str(), ref.id.Str(), ref.path)
 	prob := func(k Kind, blob core.ID, p string, format string, args ...any) {
 		c.report(Problem{Severity: SeverityError, Kind: k, Snapshot: ref.snapshot, Tree: ref.id, Blob: blob, Path: p,
-			Message: fmt.Sprintf(format, args...) + " (" + where + ")"})
+			Message: fmt.Sprintf(format, args...) + fmt.Sprintf(" (snapshot %v, tree %v, path %q)", ref.snapshot.Str(), ref.id.Str(), p)})
 	}
 	h := core.BlobHandle{ID: ref.id, Type: core.TreeBlob}
 	if !c.r.Index().Has(h) {

@@ -82,6 +82,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g := &globalOptions{stdout: stdout, stderr: stderr, stdin: stdin}
+	if pf := os.Getenv("CAIRN_CPU_PROFILE"); pf != "" {
+		stopProfile, err := startCPUProfile(pf)
+		if err != nil {
+			fmt.Fprintf(stderr, "cairn: %v\n", err)
+			return ExitError
+		}
+		defer stopProfile()
+	}
 	root := newRootCommand(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)

@@ -48,6 +48,9 @@ func TestMatch(t *testing.T) {
 		{"*", "relative", true},
 		{"*/tmp", "/tmp/x", false}, // '*' does not match the root (restic 0.14)
 		{"*/x", "/tmp/x", true},
+		{"[^a]/tmp", "/tmp/x", false}, // nor does anything else
+		{"[^a]", "/", false},
+		{"[^a]", "/b", true},
 		{"?", "/x/a", true},
 		{"?", "/ab", false},
 		{"?", "/x/ab", true}, // "x" is one character

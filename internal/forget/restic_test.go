@@ -132,22 +132,48 @@ func buildFixture(ctx context.Context) (*fixture, error) {
 		return nil, err
 	}
 
-	// One backup at a time: restic 0.14 retries with long back-off when a
-	// lock file it listed vanishes before it reads it, which concurrent
-	// backups trigger now and then.
-	for _, s := range fixtureSpecs {
-		args := []string{"backup", "--quiet", "--time", s.time, "--host", s.host}
-		for _, tag := range s.tags {
-			args = append(args, "--tag", tag)
+	// Backups run in parallel, each worker on its own clone of the
+	// repository (restic 0.14 stalls for many seconds when a lock file of
+	// a concurrent command vanishes under it); the clones are merged after.
+	const workers = 4
+	clones := make([]*restictest.Repo, workers)
+	for w := range clones {
+		if clones[w], err = repo.Clone(ctx, filepath.Join(dir, fmt.Sprintf("clone%d", w))); err != nil {
+			return nil, fmt.Errorf("fixture: %w", err)
 		}
-		for _, d := range strings.Fields(s.dir) {
-			args = append(args, filepath.Join(dir, d))
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range clones {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(fixtureSpecs); i += workers {
+				s := fixtureSpecs[i]
+				args := []string{"backup", "--quiet", "--time", s.time, "--host", s.host}
+				for _, tag := range s.tags {
+					args = append(args, "--tag", tag)
+				}
+				for _, d := range strings.Fields(s.dir) {
+					args = append(args, filepath.Join(dir, d))
+				}
+				tz := "TZ=UTC"
+				if s.tz != "" {
+					tz = "TZ=" + s.tz
+				}
+				if _, err := clones[w].RunEnv(ctx, []string{tz}, args...); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for w, c := range clones {
+		if errs[w] != nil {
+			return nil, fmt.Errorf("fixture: %w", errs[w])
 		}
-		tz := "TZ=UTC"
-		if s.tz != "" {
-			tz = "TZ=" + s.tz
-		}
-		if _, err := repo.RunEnv(ctx, []string{tz}, args...); err != nil {
+		if err := repo.MergeFrom(ctx, c); err != nil {
 			return nil, fmt.Errorf("fixture: %w", err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/bufpool"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/repo/crypto"
 	"github.com/cairn-backup/cairn/internal/repo/index"
@@ -494,21 +495,8 @@ func (r *Repository) LoadBlob(ctx context.Context, t core.BlobType, id core.ID, 
 	return nil, errors.Join(errs...)
 }
 
-var bufPool = sync.Pool{New: func() any { return []byte(nil) }}
-
-func getBuf(n int) []byte {
-	b := bufPool.Get().([]byte)
-	if cap(b) < n {
-		return make([]byte, n)
-	}
-	return b[:n]
-}
-
-func putBuf(b []byte) {
-	if cap(b) > 0 && cap(b) <= 32<<20 {
-		bufPool.Put(b[:0]) //nolint:staticcheck // slices are fine here
-	}
-}
+func getBuf(n int) []byte { return bufpool.Get(n) }
+func putBuf(b []byte)     { bufpool.Put(b) }
 
 // hostname returns the host name for lock and key files.
 func hostname() string {

@@ -48,7 +48,6 @@ type blobSaver struct {
 
 	indexMu sync.Mutex // serialises index file writes
 
-	packBufs sync.Pool // pack buffers, reused only after their upload finished
 }
 
 func (r *Repository) blobSaver() *blobSaver {
@@ -86,13 +85,7 @@ func (s *blobSaver) fail(err error) {
 }
 
 func (s *blobSaver) newWriter() *pack.Writer {
-	var buf []byte
-	if b, ok := s.packBufs.Get().([]byte); ok {
-		buf = b
-	} else {
-		buf = make([]byte, 0, s.r.opts.PackSize+s.r.opts.PackSize/4)
-	}
-	return pack.NewWriter(s.r.key, buf)
+	return pack.NewWriter(s.r.key, getBuf(s.r.opts.PackSize + s.r.opts.PackSize/4)[:0])
 }
 
 // SaveResult describes the outcome of SaveBlob.
@@ -248,7 +241,7 @@ func (s *blobSaver) upload(ctx context.Context, w *pack.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer s.packBufs.Put(buf[:0]) //nolint:staticcheck // reused only after Save returned
+	defer putBuf(buf) // reused only after Save returned
 	if err := failpoint("backup.before-pack-upload"); err != nil {
 		return err
 	}

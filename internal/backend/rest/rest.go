@@ -576,8 +576,7 @@ func (b *Backend) fetchList(ctx context.Context, t core.FileType) ([]listEntry, 
 // decodeJSONArray decodes data, which must be exactly one JSON array
 // (not null, no trailing data).
 func decodeJSONArray(data []byte, v any) error {
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '[' {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '[' {
 		return errors.New("not a JSON array")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

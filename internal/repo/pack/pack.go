@@ -223,9 +223,10 @@ func ReadHeader(rd io.ReaderAt, size int64, key *crypto.Key) ([]Blob, error) {
 
 // Writer assembles a pack in memory. It is not safe for concurrent use.
 type Writer struct {
-	key   *crypto.Key
-	buf   []byte
-	blobs []Blob
+	key       *crypto.Key
+	buf       []byte
+	blobs     []Blob
+	headerLen int // plaintext header size of blobs, kept up to date by Add
 }
 
 // NewWriter returns a writer that appends to buf[:0] (which may be nil; a
@@ -246,7 +247,9 @@ func (w *Writer) Add(h core.BlobHandle, sealed []byte, uncompressedLength uint32
 	if int64(len(w.buf))+int64(len(sealed)) > 1<<32-1 {
 		return fmt.Errorf("add blob %v: pack would exceed 4 GiB", h)
 	}
-	w.blobs = append(w.blobs, Blob{BlobHandle: h, Offset: uint32(len(w.buf)), Length: uint32(len(sealed)), UncompressedLength: uncompressedLength})
+	b := Blob{BlobHandle: h, Offset: uint32(len(w.buf)), Length: uint32(len(sealed)), UncompressedLength: uncompressedLength}
+	w.blobs = append(w.blobs, b)
+	w.headerLen += b.EntrySize()
 	w.buf = append(w.buf, sealed...)
 	return nil
 }
@@ -254,7 +257,7 @@ func (w *Writer) Add(h core.BlobHandle, sealed []byte, uncompressedLength uint32
 // Size returns the current size of the blob data plus the header the pack
 // would have if finalised now.
 func (w *Writer) Size() int {
-	return len(w.buf) + HeaderPlaintextSize(w.blobs) + HeaderOverhead
+	return len(w.buf) + w.headerLen + HeaderOverhead
 }
 
 // Count returns the number of blobs added.
@@ -266,7 +269,7 @@ func (w *Writer) Blobs() []Blob { return w.blobs }
 // HeaderFull reports whether another (compressed) entry would overflow the
 // maximum header size.
 func (w *Writer) HeaderFull() bool {
-	return HeaderPlaintextSize(w.blobs)+entrySizeCompressed+HeaderOverhead > MaxHeaderSize
+	return w.headerLen+entrySizeCompressed+HeaderOverhead > MaxHeaderSize
 }
 
 // Finalize appends the encrypted header and its length and returns the
