@@ -97,6 +97,7 @@ PW=$RUN/password
 {
   echo "date:    $(date -u +%FT%TZ)"
   echo "host:    $(uname -srm), nproc=$(nproc), mem=$(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at start; >nproc means other work competes)"
   echo "cpu:     $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
   echo "fs:      $(df -T "$RUN" | awk 'NR==2{print $1" "$2}')"
   echo "cairn:   $("$CAIRN" version 2>&1 | head -1)"
@@ -109,8 +110,8 @@ PW=$RUN/password
 
 # ---- step runner ---------------------------------------------------------------------
 # Per tool: repository, cache dir. Results are appended to $RUN/raw.tsv:
-# step tool rc wall user sys rss_kib repo_bytes note
-printf 'step\ttool\trc\twall_s\tuser_s\tsys_s\trss_kib\trepo_bytes\tnote\n' >"$RUN/raw.tsv"
+# step tool rc wall user sys rss_kib repo_bytes note load1 (1-minute load average just before the command)
+printf 'step\ttool\trc\twall_s\tuser_s\tsys_s\trss_kib\trepo_bytes\tnote\tload1\n' >"$RUN/raw.tsv"
 
 repo_of() { echo "$RUN/repo-$1"; }
 cache_of() { echo "$RUN/cache-$1"; }
@@ -125,7 +126,9 @@ run_tool() {
   repo=$(repo_of "$tool")
   tf=$RUN/logs/$tool-$step.time
   lf=$RUN/logs/$tool-$step.log
-  log "$step: $tool $*"
+  local load1 _rest
+  read -r load1 _rest </proc/loadavg
+  log "$step: $tool $* (load1 $load1)"
   "$TIME" -o "$tf" -f "%e %U %S %M" "$bin" -r "$repo" -p "$PW" --cache-dir "$(cache_of "$tool")" "$@" >"$lf" 2>&1
   rc=$?
   # /usr/bin/time prints "Command exited with non-zero status N" before the numbers.
@@ -134,12 +137,12 @@ run_tool() {
   local size=0
   [ -d "$repo" ] && size=$(du -sb "$repo" | cut -f1)
   [ "$rc" -eq 0 ] || { note="${note:+$note; }exit $rc: $(tail -n 3 "$lf" | tr '\t\n' '  ' | cut -c1-200)"; log "$tool $step FAILED: $note"; }
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$tool" "$rc" "$wall" "$user" "$sys" "$rss" "$size" "$note" >>"$RUN/raw.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$tool" "$rc" "$wall" "$user" "$sys" "$rss" "$size" "$note" "$load1" >>"$RUN/raw.tsv"
   return "$rc"
 }
 
 record_skip() {
-  printf '%s\t%s\t%s\t\t\t\t\t\t%s\n' "$1" "$2" "-" "$3" >>"$RUN/raw.tsv"
+  printf '%s\t%s\t%s\t\t\t\t\t\t%s\t\n' "$1" "$2" "-" "$3" >>"$RUN/raw.tsv"
 }
 
 step_init() {
@@ -230,27 +233,27 @@ NR == 1 { next }
 {
   if (!($1 in seen)) { seen[$1] = 1; steps[++n] = $1 }
   k = $1 SUBSEP $2
-  rc[k] = $3; wall[k] = $4; c[k] = cpu($5, $6); rss[k] = $7; size[k] = $8; note[k] = $9
+  rc[k] = $3; wall[k] = $4; c[k] = cpu($5, $6); rss[k] = $7; size[k] = $8; note[k] = $9; load[k] = $10
 }
 END {
   tsv = ENVIRON["RUN"] "/results.tsv"; js = ENVIRON["RUN"] "/results.json"; tbl = ENVIRON["RUN"] "/table.txt"
-  print "step\tcairn_rc\tcairn_wall_s\tcairn_cpu_s\tcairn_rss_kib\tcairn_repo_bytes\trestic_rc\trestic_wall_s\trestic_cpu_s\trestic_rss_kib\trestic_repo_bytes\tratio_wall\tratio_cpu\tratio_rss\tratio_repo\tcairn_note\trestic_note" > tsv
+  print "step\tcairn_rc\tcairn_wall_s\tcairn_cpu_s\tcairn_rss_kib\tcairn_repo_bytes\trestic_rc\trestic_wall_s\trestic_cpu_s\trestic_rss_kib\trestic_repo_bytes\tratio_wall\tratio_cpu\tratio_rss\tratio_repo\tcairn_note\trestic_note\tcairn_load1\trestic_load1" > tsv
   printf "{\n  \"env\": \"%s\",\n  \"steps\": [\n", ENVIRON["RUN"] "/env.txt" > js
-  hdr = sprintf("%-9s | %8s %8s %8s %9s | %8s %8s %8s %9s | %6s %6s %6s %6s | %s", "step", "c.wall", "c.cpu", "c.rssM", "c.repo", "r.wall", "r.cpu", "r.rssM", "r.repo", "x.wall", "x.cpu", "x.rss", "x.repo", "notes")
+  hdr = sprintf("%-9s | %8s %8s %8s %9s | %8s %8s %8s %9s | %6s %6s %6s %6s | %11s | %s", "step", "c.wall", "c.cpu", "c.rssM", "c.repo", "r.wall", "r.cpu", "r.rssM", "r.repo", "x.wall", "x.cpu", "x.rss", "x.repo", "load1 c/r", "notes")
   print hdr > tbl
   line = hdr; gsub(/./, "-", line); print line > tbl
   for (i = 1; i <= n; i++) {
     s = steps[i]; a = s SUBSEP "cairn"; b = s SUBSEP "restic"
-    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, rc[a], wall[a], c[a], rss[a], size[a], rc[b], wall[b], c[b], rss[b], size[b], ratio(wall[a], wall[b]), ratio(c[a], c[b]), ratio(rss[a], rss[b]), ratio(size[a], size[b]), note[a], note[b] > tsv
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, rc[a], wall[a], c[a], rss[a], size[a], rc[b], wall[b], c[b], rss[b], size[b], ratio(wall[a], wall[b]), ratio(c[a], c[b]), ratio(rss[a], rss[b]), ratio(size[a], size[b]), note[a], note[b], load[a], load[b] > tsv
     notes = ""
     if (note[a] != "") notes = "cairn: " note[a]
     if (note[b] != "") notes = notes (notes == "" ? "" : " | ") "restic: " note[b]
-    printf "%-9s | %8s %8s %8s %9s | %8s %8s %8s %9s | %6s %6s %6s %6s | %s\n", s, wall[a], c[a], rssm(rss[a]), hb(size[a]), wall[b], c[b], rssm(rss[b]), hb(size[b]), ratio(wall[a], wall[b]), ratio(c[a], c[b]), ratio(rss[a], rss[b]), ratio(size[a], size[b]), notes > tbl
+    printf "%-9s | %8s %8s %8s %9s | %8s %8s %8s %9s | %6s %6s %6s %6s | %11s | %s\n", s, wall[a], c[a], rssm(rss[a]), hb(size[a]), wall[b], c[b], rssm(rss[b]), hb(size[b]), ratio(wall[a], wall[b]), ratio(c[a], c[b]), ratio(rss[a], rss[b]), ratio(size[a], size[b]), (load[a] == "" && load[b] == "") ? "" : load[a] "/" load[b], notes > tbl
     printf "    {\"step\": \"%s\"", s > js
     split("cairn restic", tools, " ")
     for (j = 1; j <= 2; j++) {
       k = s SUBSEP tools[j]; nt = note[k]; gsub(/\\/, "\\\\", nt); gsub(/"/, "\\\"", nt)
-      printf ", \"%s\": {\"rc\": \"%s\", \"wall_s\": %s, \"cpu_s\": %s, \"rss_kib\": %s, \"repo_bytes\": %s, \"note\": \"%s\"}", tools[j], rc[k], (wall[k] == "" ? "null" : wall[k]), (c[k] == "" ? "null" : c[k]), (rss[k] == "" ? "null" : rss[k]), (size[k] == "" ? "null" : size[k]), nt > js
+      printf ", \"%s\": {\"rc\": \"%s\", \"wall_s\": %s, \"cpu_s\": %s, \"rss_kib\": %s, \"repo_bytes\": %s, \"load1\": %s, \"note\": \"%s\"}", tools[j], rc[k], (wall[k] == "" ? "null" : wall[k]), (c[k] == "" ? "null" : c[k]), (rss[k] == "" ? "null" : rss[k]), (size[k] == "" ? "null" : size[k]), (load[k] == "" ? "null" : load[k]), nt > js
     }
     printf ", \"ratio\": {\"wall\": %s, \"cpu\": %s, \"rss\": %s, \"repo\": %s}}%s\n", (ratio(wall[a], wall[b]) == "" ? "null" : ratio(wall[a], wall[b])), (ratio(c[a], c[b]) == "" ? "null" : ratio(c[a], c[b])), (ratio(rss[a], rss[b]) == "" ? "null" : ratio(rss[a], rss[b])), (ratio(size[a], size[b]) == "" ? "null" : ratio(size[a], size[b])), (i < n ? "," : "") > js
   }
@@ -261,7 +264,7 @@ echo
 cat "$RUN/table.txt"
 echo
 echo "wall/cpu in seconds (cpu = user+sys), rssM = peak RSS in MiB, repo = du -sb of the repository after the step,"
-echo "x.* = cairn/restic ratio (<1 means cairn is faster/smaller). Files: $RUN/{results.tsv,results.json,table.txt,env.txt,logs/}"
+echo "x.* = cairn/restic ratio (<1 means cairn is faster/smaller), load1 = 1-min load average before each tool's command. Files: $RUN/{results.tsv,results.json,table.txt,env.txt,logs/}"
 
 # ---- optional profile ----------------------------------------------------------------
 if [ "$PROFILE" = 1 ]; then

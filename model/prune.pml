@@ -131,23 +131,20 @@ inline conflict(p, c) {
   i = 0
 }
 
-/* Acquire: list+load locks, conflict check, write own, (200 ms), recheck incl. own presence. */
+/* Acquire: write own lock, (200 ms), recheck: no conflicting lock, own lock still there. */
 inline acquire(p, ex, pr, ok) {
-  d_step { lk_excl[p] = ex; lk_prune[p] = pr; conflict(p, c) };
-  if
-  :: c -> ok = 0; c = 0
-  :: else ->
-     atomic { lk_cur[p] = FRESH; inlock[p] = 1 };
-     d_step {
-       conflict(p, c);
-       if
-       :: c || lk_cur[p] == NONE ->
-          lk_cur[p] = NONE; lk_new[p] = NONE; inlock[p] = 0; broken[p] = 0; ok = 0
-       :: else -> held[p] = 1; ok = 1
-       fi;
-       c = 0
-     }
-  fi
+  /* The initial list+check before writing (restic does it) only avoids needless writes;
+   * omitting it here only adds behaviours (the recheck decides). */
+  atomic { lk_excl[p] = ex; lk_prune[p] = pr; lk_cur[p] = FRESH; inlock[p] = 1 };
+  d_step {
+    conflict(p, c);
+    if
+    :: c || lk_cur[p] == NONE ->
+       lk_cur[p] = NONE; lk_new[p] = NONE; inlock[p] = 0; broken[p] = 0; ok = 0
+    :: else -> held[p] = 1; ok = 1
+    fi;
+    c = 0
+  }
 }
 
 /* Refresh by replacement: write the new lock file, then delete the old one only if it is
@@ -717,13 +714,18 @@ end:
 #define FROZEN_OK(q) (!win[q])
 #endif
 
+#ifndef NSUSP
+#define NSUSP 2        /* at most this many suspensions/crashes in a run */
+#endif
+byte nsusp = NSUSP;
+
 #define SUSPEND(q) \
-  :: atomic { FROZEN_OK(q) && (lk_cur[q] == FRESH || lk_new[q] == FRESH) -> \
+  :: atomic { nsusp > 0 && FROZEN_OK(q) && (lk_cur[q] == FRESH || lk_new[q] == FRESH) -> nsusp--; \
        if :: lk_cur[q] == FRESH -> lk_cur[q] = OLD :: else -> skip fi; \
        if :: lk_new[q] == FRESH -> lk_new[q] = OLD :: else -> skip fi }
 
 #define CRASH(q) \
-  :: atomic { !crashed[q] && inlock[q] -> crashed[q] = 1; \
+  :: atomic { nsusp > 0 && !crashed[q] && inlock[q] -> nsusp--; crashed[q] = 1; \
        if :: lk_cur[q] != NONE -> lk_cur[q] = OLD :: else -> skip fi; \
        if :: lk_new[q] != NONE -> lk_new[q] = OLD :: else -> skip fi }
 
@@ -731,7 +733,9 @@ proctype clock() {
 end:
   do
   SUSPEND(CB)
+#ifdef SUSPEND_FORGET
   SUSPEND(FG)
+#endif
   SUSPEND(PA)
 #ifdef RESTIC_SUSPEND
   SUSPEND(RB)

@@ -584,7 +584,7 @@ func TestHeaderMismatchesIndex(t *testing.T) {
 	// three data blobs in two packers: one pack holds at least two
 	var victim core.ID
 	for id, bl := range contents {
-		if len(bl) >= 2 {
+		if len(bl) >= 2 && bl[0].Type == core.DataBlob {
 			victim = id
 		}
 	}
@@ -744,4 +744,18 @@ func FuzzCheckHeader(f *testing.F) {
 			t.Fatalf("genuine header rejected: %v", probs)
 		}
 	})
+}
+
+func TestMissingPackNotRead(t *testing.T) {
+	f := newFixture(t, 2)
+	if err := f.be.Remove(context.Background(), packHandle(f.dataPack)); err != nil {
+		t.Fatal(err)
+	}
+	res := runCheck(t, f.open(t), true)
+	if len(res.stats.DamagedPack) != 0 {
+		t.Fatalf("a missing pack is also listed as damaged: %v\n%s", res.stats.DamagedPack, res)
+	}
+	if _, ok := res.find(KindPackDamaged); ok {
+		t.Fatalf("a missing pack is read:\n%s", res)
+	}
 }

@@ -117,11 +117,15 @@ func parseSize(s string) (int64, error) {
 }
 
 // SelectPacks returns the indexed packs that sub selects, sorted. rnd picks
-// the random subsets (nil: a random source). It must be called after
-// CheckPacks (the size subset uses the listed sizes).
+// the random subsets (nil: a random source). It should be called after
+// CheckPacks: packs CheckPacks found missing are left out (they are already
+// reported), and the size subset uses the listed sizes.
 func (c *Checker) SelectPacks(sub Subset, rnd *rand.Rand) core.IDs {
 	all := make(core.IDs, 0, len(c.indexedPacks))
 	for id := range c.indexedPacks {
+		if _, listed := c.packSizes[id]; c.packSizes != nil && !listed {
+			continue
+		}
 		all = append(all, id)
 	}
 	sort.Sort(all)

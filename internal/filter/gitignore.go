@@ -152,8 +152,8 @@ const maxIgnoreFileSize = 16 << 20
 // EnterDir for every directory before asking about its entries; rules of
 // a directory apply to everything below it, deeper files override
 // shallower ones, and nothing below an ignored directory can be
-// re-included (git's rules). A directory entered whose parent was never
-// entered starts a new root. IgnoreFiles is safe for concurrent use.
+// re-included (git's rules). A directory entered without any entered
+// ancestor starts a new root. IgnoreFiles is safe for concurrent use.
 type IgnoreFiles struct {
 	name string
 
@@ -187,15 +187,9 @@ func (f *IgnoreFiles) Name() string { return f.name }
 // registered without rules.
 func (f *IgnoreFiles) EnterDir(ctx context.Context, dir string, names []string) error {
 	dir = filepath.Clean(dir)
-	var parent *ignoreDir
+	d := &ignoreDir{path: dir}
 	if up := filepath.Dir(dir); up != dir {
-		f.mu.RLock()
-		parent = f.dirs[up]
-		f.mu.RUnlock()
-	}
-	d := &ignoreDir{path: dir, parent: parent}
-	if parent != nil {
-		d.ignored = parent.ignored || decide(parent, dir, true)
+		d.parent, d.ignored = f.lookup(dir, true)
 	}
 	var err error
 	for _, n := range names {
@@ -243,7 +237,14 @@ func (f *IgnoreFiles) LeaveDir(dir string) {
 // directory. Rules come from the nearest entered ancestor and its entered
 // ancestors; a path with no entered ancestor is never ignored.
 func (f *IgnoreFiles) Ignored(path string, isDir bool) bool {
-	path = filepath.Clean(path)
+	_, ignored := f.lookup(filepath.Clean(path), isDir)
+	return ignored
+}
+
+// lookup finds the nearest entered ancestor of path (a clean path) and
+// decides path: ignored when that ancestor is, when a directory between
+// them is, or by the rules.
+func (f *IgnoreFiles) lookup(path string, isDir bool) (*ignoreDir, bool) {
 	var d *ignoreDir
 	var between []string // directories between d and path, nearest first
 	f.mu.RLock()
@@ -258,17 +259,17 @@ func (f *IgnoreFiles) Ignored(path string, isDir bool) bool {
 	}
 	f.mu.RUnlock()
 	if d == nil {
-		return false
+		return nil, false
 	}
 	if d.ignored {
-		return true
+		return d, true
 	}
 	for i := len(between) - 1; i >= 0; i-- {
 		if decide(d, between[i], true) {
-			return true
+			return d, true
 		}
 	}
-	return decide(d, path, isDir)
+	return d, decide(d, path, isDir)
 }
 
 // decide applies the rules of d and its ancestors, deepest first, to path

@@ -28,6 +28,34 @@ type part struct {
 	s        string
 	simple   bool // no wildcard or escape: compare literally
 	anyDepth bool // "**": any number of components (restic's double wildcard)
+	kind     partKind
+	lit      string // the literal of a prefix or suffix part
+}
+
+// partKind selects a fast path for common shapes of wildcard parts; all of
+// them agree with filepath.Match.
+type partKind uint8
+
+const (
+	kindGlob   partKind = iota // general: filepath.Match
+	kindAny                    // "*"
+	kindSuffix                 // "*lit"
+	kindPrefix                 // "lit*"
+)
+
+func classify(pt *part) {
+	if pt.simple || pt.anyDepth {
+		return
+	}
+	s := pt.s
+	switch {
+	case s == "*":
+		pt.kind = kindAny
+	case s[0] == '*' && !strings.ContainsAny(s[1:], `\[]*?`):
+		pt.kind, pt.lit = kindSuffix, s[1:]
+	case s[len(s)-1] == '*' && !strings.ContainsAny(s[:len(s)-1], `\[]*?`):
+		pt.kind, pt.lit = kindPrefix, s[:len(s)-1]
+	}
 }
 
 // Pattern is a parsed restic pattern. Semantics (restic 0.14):
@@ -42,11 +70,13 @@ type part struct {
 //     consecutive components, so "foo" matches "/a/foo/b" and "foo/bar"
 //     matches "/x/foo/bar/baz", but "foo" does not match "/a/foobar".
 //   - A leading '!' negates the pattern (see Patterns).
-//   - Quirk kept from restic: a "**" is only allowed to absorb as many
-//     components as leave room for one component per later "**" inside the
-//     whole path, so "/a/**/b/**/c" does not match "/a/x/y/b/c" (while the
-//     unanchored "a/**/b/**/c" does, given a longer absolute path).
-//   - The pattern "/" matches every absolute path.
+//   - Quirks kept from restic: a "**" may only absorb as many components
+//     as leave room for one component per later "**" within the whole
+//     path, so "/a/**/b/**/c" matches neither "/a/x/y/b/c" nor "/a/b/c"
+//     (while "a/**/b/**/c" matches "/r/a/x/y/b/c"); the pattern "/"
+//     matches every absolute path; in "[...]" only '^' negates ('!' is a
+//     member, unlike in .gitignore); nothing matches the root itself, so
+//     "*/tmp" does not match "/tmp".
 type Pattern struct {
 	original string
 	parts    []part
@@ -87,6 +117,7 @@ func ParsePattern(pattern string) (Pattern, error) {
 				}
 			}
 		}
+		classify(&pt)
 		p.parts[i] = pt
 	}
 	p.abs = p.parts[0].s == "/"
@@ -130,6 +161,16 @@ func (p Pattern) ChildMatch(path string) (bool, error) {
 func matchPart(pt part, comp string) bool {
 	if pt.simple {
 		return pt.s == comp
+	}
+	// Components never contain '/' except the root marker "/", which no
+	// '*' matches.
+	switch pt.kind {
+	case kindAny:
+		return comp != "/"
+	case kindSuffix:
+		return strings.HasSuffix(comp, pt.lit)
+	case kindPrefix:
+		return strings.HasPrefix(comp, pt.lit) && !strings.Contains(comp[len(pt.lit):], "/")
 	}
 	ok, err := filepath.Match(pt.s, comp)
 	return err == nil && ok

@@ -1,5 +1,7 @@
 package filter
 
+import "strings"
+
 // wildmatch matches text against a git-style glob pattern (git's
 // wildmatch semantics):
 //
@@ -15,9 +17,15 @@ package filter
 // It works on bytes, like git; a multi-byte character is several
 // characters for '?' and bracket sets.
 func wildmatch(pattern, text string, pathname bool) bool {
+	if !strings.ContainsAny(pattern, `*?[\`) {
+		return pattern == text
+	}
 	w := wildMatcher{pat: pattern, text: text, pathname: pathname}
-	w.memo = make([]uint8, (len(pattern)+1)*(len(text)+1))
-	return w.match(0, 0)
+	if strings.Contains(pattern, "*") {
+		// Only '*' backtracks; memoising bounds it to pattern×text steps.
+		w.memo = make([]uint8, (len(pattern)+1)*(len(text)+1))
+	}
+	return w.eval(0, 0)
 }
 
 type wildMatcher struct {

@@ -516,3 +516,7 @@ func ParseDurationEnv(name string, def time.Duration) time.Duration {
 	}
 	return def
 }
+
+// LockTimingNow is the current time as the lock protocol sees it (with
+// CAIRN_CLOCK_OFFSET applied).
+func (r *Repository) LockTimingNow() time.Time { return DefaultLockTiming().Now() }

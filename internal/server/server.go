@@ -130,6 +130,9 @@ func New(ctx context.Context, store Store, cfg Config) (*Handler, error) {
 	}
 	if cfg.RuntimeDir != "" {
 		if r, ok := store.(interface{ Root() string }); ok {
+			if inside(cfg.RuntimeDir, r.Root()) {
+				return nil, fmt.Errorf("server: runtime dir %s is inside the served directory %s (server state must never live in a repository)", cfg.RuntimeDir, r.Root())
+			}
 			f, err := lockRuntime(cfg.RuntimeDir, r.Root())
 			if err != nil {
 				return nil, fmt.Errorf("server: %w", err)
@@ -140,7 +143,7 @@ func New(ctx context.Context, store Store, cfg Config) (*Handler, error) {
 	if cfg.MaxSize > 0 {
 		q, err := newQuota(ctx, store, cfg.MaxSize)
 		if err != nil {
-			h.Close()
+			_ = h.Close()
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		h.quota = q
@@ -149,12 +152,23 @@ func New(ctx context.Context, store Store, cfg Config) (*Handler, error) {
 	if cfg.Prometheus {
 		m, err := newMetrics()
 		if err != nil {
-			h.Close()
+			_ = h.Close()
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		h.metrics = m
 	}
 	return h, nil
+}
+
+// inside reports whether path is root or below it.
+func inside(path, root string) bool {
+	p, err1 := filepath.Abs(path)
+	r, err2 := filepath.Abs(root)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(r, p)
+	return err == nil && filepath.IsLocal(rel) // "." (root itself) is local too
 }
 
 // lockRuntime takes an exclusive flock on a file in dir named after root.

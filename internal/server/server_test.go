@@ -613,9 +613,18 @@ func TestRuntimeLock(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 	h2.Close()
-	// Nothing is written into the served root.
+	// Nothing is written into the served root, and the runtime dir may
+	// not be inside it.
 	if got := treeFiles(t, root); len(got) != 0 {
 		t.Errorf("runtime state written into the root: %v", got)
+	}
+	for _, bad := range []string{root, filepath.Join(root, "alice", "run")} {
+		if _, err := New(context.Background(), NewDirStore(root), Config{NoAuth: true, RuntimeDir: bad}); err == nil {
+			t.Errorf("runtime dir %s inside the root accepted", bad)
+		}
+	}
+	if got := treeFiles(t, root); len(got) != 0 {
+		t.Errorf("refused runtime dir created: %v", got)
 	}
 }
 

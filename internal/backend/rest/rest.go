@@ -211,6 +211,9 @@ type response struct {
 // may be nil; length is its exact size. On success the caller must call
 // resp.release(), which drains and closes the body and frees the slot.
 func (b *Backend) do(ctx context.Context, method, u string, body io.Reader, length int64, hdr http.Header) (*response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	select {
 	case b.sem <- struct{}{}:
 	case <-ctx.Done():

@@ -96,24 +96,16 @@ func (r *Repo) Run(ctx context.Context, args ...string) ([]byte, error) {
 
 // RunEnv is Run with extra environment variables (e.g. "TZ=Europe/Berlin").
 func (r *Repo) RunEnv(ctx context.Context, env []string, args ...string) ([]byte, error) {
-	return r.RunIn(ctx, "", env, args...)
-}
-
-// RunIn is RunEnv in working directory dir ("" for the current one).
-func (r *Repo) RunIn(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {
-	full := append([]string{"--no-cache"}, args...)
-	cmd := exec.CommandContext(ctx, r.Bin, full...)
-	cmd.Dir = dir
-	cmd.Env = append(append([]string(nil), r.env...), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("restic %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	stdout, stderr, err := r.RunCombined(ctx, "", env, args...)
+	if err != nil {
+		return stdout, fmt.Errorf("%w: %s", err, strings.TrimSpace(string(stderr)))
 	}
-	return stdout.Bytes(), nil
+	return stdout, nil
 }
 
-// RunCombined is RunIn returning stdout and stderr separately even on error.
+// RunCombined runs restic (plus --no-cache) in working directory dir (""
+// for the current one) with extra environment variables, and returns
+// stdout and stderr separately, also on error.
 func (r *Repo) RunCombined(ctx context.Context, dir string, env []string, args ...string) (stdout, stderr []byte, err error) {
 	full := append([]string{"--no-cache"}, args...)
 	cmd := exec.CommandContext(ctx, r.Bin, full...)
@@ -121,11 +113,10 @@ func (r *Repo) RunCombined(ctx context.Context, dir string, env []string, args .
 	cmd.Env = append(append([]string(nil), r.env...), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	if err != nil {
-		err = fmt.Errorf("restic %s: %w", strings.Join(args, " "), err)
+	if err := cmd.Run(); err != nil {
+		return o.Bytes(), e.Bytes(), fmt.Errorf("restic %s: %w", strings.Join(args, " "), err)
 	}
-	return o.Bytes(), e.Bytes(), err
+	return o.Bytes(), e.Bytes(), nil
 }
 
 // keyFile is the JSON of a restic key file (design.rst, "Keys, Encryption

@@ -1,0 +1,486 @@
+package prune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/failpoint"
+	"github.com/cairn-backup/cairn/internal/repo"
+	"github.com/cairn-backup/cairn/internal/repo/index"
+	"github.com/cairn-backup/cairn/internal/repo/pack"
+	"github.com/cairn-backup/cairn/internal/snapshot"
+)
+
+// Report says what a prune did (or, with DryRun, would do).
+type Report struct {
+	Mode              string `json:"mode"` // "exclusive", "mark", "sweep"
+	PacksRemoved      int    `json:"packs_removed"`
+	PacksRepacked     int    `json:"packs_repacked"`
+	PacksMarked       int    `json:"packs_marked"`
+	PacksRecovered    int    `json:"packs_recovered"`
+	PacksKept         int    `json:"packs_kept"`
+	OrphansRemoved    int    `json:"orphans_removed"`
+	BytesFreed        int64  `json:"bytes_freed"`
+	BytesRepacked     int64  `json:"bytes_repacked"`
+	UsedBytes         int64  `json:"used_bytes"`
+	UnusedBytes       int64  `json:"unused_bytes"`
+	IndexFilesWritten int    `json:"index_files_written"`
+	IndexFilesDeleted int    `json:"index_files_deleted"`
+	DryRun            bool   `json:"dry_run"`
+}
+
+// Locker is the lock held by the caller for the current phase; prune
+// checks it before every commit step (nil: none, for tests).
+type Locker interface {
+	Check(ctx context.Context) error
+}
+
+func checkLock(ctx context.Context, l Locker, step string) error {
+	if err := failpoint.Inject("prune." + step); err != nil {
+		return err
+	}
+	if l == nil {
+		return nil
+	}
+	if err := l.Check(ctx); err != nil {
+		return fmt.Errorf("prune stopped before %s: %w", step, err)
+	}
+	return nil
+}
+
+// state is what every phase loads first, in the safe order: snapshots
+// listed before the index is read.
+type state struct {
+	snaps    []*snapshot.Snapshot
+	idxFiles core.IDSet
+	contents map[core.ID][]pack.Blob
+	pending  map[core.ID]index.Pending
+	listed   map[core.ID]int64
+	used     core.BlobSet
+}
+
+func load(ctx context.Context, r *repo.Repository) (*state, error) {
+	snaps, errs, err := r.LoadAllSnapshots(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load snapshots: %w", err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("a snapshot could not be loaded, refusing to prune: %w", errors.Join(errs...))
+	}
+	fresh := index.NewMaster()
+	r.SetIndex(fresh)
+	if err := r.LoadIndex(ctx); err != nil {
+		return nil, fmt.Errorf("load index: %w", err)
+	}
+	st := &state{snaps: snaps, idxFiles: fresh.Files(), contents: fresh.PackContents(), pending: fresh.Pending(), listed: map[core.ID]int64{}}
+	err = r.List(ctx, core.PackFile, func(id core.ID, size int64) error {
+		st.listed[id] = size
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err) // never treat a failed listing as empty (H24)
+	}
+	st.used, err = UsedBlobs(ctx, r, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("find used blobs: %w", err)
+	}
+	return st, nil
+}
+
+// Exclusive runs restic's one-phase prune. The caller holds an exclusive
+// lock.
+func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) (*Report, error) {
+	st, err := load(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := makePlan(st.contents, st.listed, st.used, r.Config().Version >= 2, opts)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Mode: "exclusive", DryRun: opts.DryRun, UsedBytes: plan.UsedBytes, UnusedBytes: plan.UnusedBytes,
+		PacksRemoved: len(plan.Remove) + len(plan.Missing), PacksRepacked: len(plan.Repack), PacksKept: len(plan.Keep), OrphansRemoved: len(plan.Orphans),
+		BytesRepacked: plan.RepackBytes}
+	if opts.DryRun {
+		rep.BytesFreed = plan.RemoveBytes + plan.RepackUnusedBytes
+		return rep, nil
+	}
+	// 1. packs in no index: under an exclusive lock no writer is running,
+	//    so they are leftovers of crashed runs
+	if err := checkLock(ctx, l, "before-orphan-delete"); err != nil {
+		return nil, err
+	}
+	for id := range plan.Orphans {
+		if err := removePack(ctx, r, id); err != nil {
+			return nil, err
+		}
+		rep.BytesFreed += st.listed[id]
+	}
+	// 2. repack
+	if err := repack(ctx, r, plan); err != nil {
+		return nil, err
+	}
+	if err := checkLock(ctx, l, "after-repack"); err != nil {
+		return nil, err
+	}
+	// 3. new index without removed and repacked packs, then drop the old
+	drop := core.NewIDSet()
+	for id := range plan.Remove {
+		drop.Insert(id)
+	}
+	for id := range plan.Repack {
+		drop.Insert(id)
+	}
+	for id := range plan.Missing {
+		drop.Insert(id)
+	}
+	n, err := rewriteIndex(ctx, r, st, drop, nil)
+	if err != nil {
+		return nil, err
+	}
+	rep.IndexFilesWritten = n
+	if err := checkLock(ctx, l, "after-new-index"); err != nil {
+		return nil, err
+	}
+	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, core.IndexFile, st.idxFiles); err != nil {
+		return nil, err
+	}
+	// 4. delete packs last
+	if err := checkLock(ctx, l, "before-pack-delete"); err != nil {
+		return nil, err
+	}
+	for id := range drop {
+		if plan.Missing.Has(id) {
+			continue
+		}
+		if err := removePack(ctx, r, id); err != nil {
+			return nil, err
+		}
+		rep.BytesFreed += st.listed[id]
+	}
+	return rep, nil
+}
+
+// Mark runs phase 1 of the two-phase prune under a shared lock: it repacks
+// and records unused packs as pending deletion; it deletes no pack.
+func Mark(ctx context.Context, r *repo.Repository, l Locker, opts Options, now time.Time) (*Report, error) {
+	st, err := load(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	// pending packs are left out of the plan: they are garbage already
+	// unless a snapshot uses them again, in which case they are recovered
+	contents := map[core.ID][]pack.Blob{}
+	recovered := core.NewIDSet()
+	for id, blobs := range st.contents {
+		if _, ok := st.pending[id]; ok {
+			if holdsUsed(blobs, st.used) {
+				recovered.Insert(id)
+				contents[id] = blobs
+			}
+			continue
+		}
+		contents[id] = blobs
+	}
+	listed := map[core.ID]int64{}
+	for id, sz := range st.listed {
+		if _, ok := st.pending[id]; !ok || recovered.Has(id) {
+			listed[id] = sz
+		}
+	}
+	plan, err := makePlan(contents, listed, st.used, r.Config().Version >= 2, opts)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Mode: "mark", DryRun: opts.DryRun, UsedBytes: plan.UsedBytes, UnusedBytes: plan.UnusedBytes,
+		PacksRepacked: len(plan.Repack), PacksKept: len(plan.Keep), PacksRecovered: len(recovered),
+		PacksMarked: len(plan.Remove) + len(plan.Repack) + len(plan.Orphans), BytesRepacked: plan.RepackBytes}
+	if opts.DryRun {
+		return rep, nil
+	}
+	if err := repack(ctx, r, plan); err != nil {
+		return nil, err
+	}
+	if err := checkLock(ctx, l, "after-repack"); err != nil {
+		return nil, err
+	}
+	pending := map[core.ID]index.Pending{}
+	for id, p := range st.pending {
+		if !recovered.Has(id) {
+			pending[id] = p
+		}
+	}
+	for _, set := range []core.IDSet{plan.Remove, plan.Repack, plan.Orphans} {
+		for id := range set {
+			if _, ok := pending[id]; !ok {
+				pending[id] = index.Pending{Pack: id, Since: now.UTC()}
+			}
+		}
+	}
+	drop := core.NewIDSet() // missing unused packs can go from the index now
+	for id := range plan.Missing {
+		drop.Insert(id)
+	}
+	n, err := rewriteIndex(ctx, r, st, drop, pending)
+	if err != nil {
+		return nil, err
+	}
+	rep.IndexFilesWritten = n
+	if err := checkLock(ctx, l, "after-new-index"); err != nil {
+		return nil, err
+	}
+	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, core.IndexFile, st.idxFiles); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// Sweep runs phase 2 under an exclusive lock: pending packs marked at least
+// keepDelete ago are deleted unless a snapshot uses them again (then they
+// are recovered). Everything is recomputed from a fresh index and fresh
+// snapshots (H09, H12, H14).
+func Sweep(ctx context.Context, r *repo.Repository, l Locker, keepDelete time.Duration, now time.Time, dryRun bool) (*Report, error) {
+	st, err := load(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Mode: "sweep", DryRun: dryRun}
+	// blobs available in packs that stay (not pending)
+	avail := core.NewBlobSet()
+	for id, blobs := range st.contents {
+		if _, ok := st.pending[id]; ok {
+			continue
+		}
+		if _, ok := st.listed[id]; !ok {
+			continue
+		}
+		for _, b := range blobs {
+			avail.Insert(b.BlobHandle)
+		}
+	}
+	drop := core.NewIDSet()
+	orphans := core.NewIDSet()
+	keepPending := map[core.ID]index.Pending{}
+	for id, p := range st.pending {
+		blobs, indexed := st.contents[id]
+		if indexed && needed(blobs, st.used, avail) {
+			rep.PacksRecovered++
+			continue // a snapshot uses it: no longer pending
+		}
+		if now.Sub(p.Since) < keepDelete {
+			keepPending[id] = p
+			continue
+		}
+		if _, exists := st.listed[id]; !exists {
+			if indexed {
+				drop.Insert(id) // already gone: just forget it
+			}
+			continue
+		}
+		if indexed {
+			drop.Insert(id)
+		} else {
+			orphans.Insert(id)
+		}
+	}
+	// every used blob must stay reachable after the sweep
+	remaining := core.NewBlobSet()
+	for id, blobs := range st.contents {
+		if _, ok := st.listed[id]; ok && !drop.Has(id) {
+			for _, b := range blobs {
+				remaining.Insert(b.BlobHandle)
+			}
+		}
+	}
+	var lost []core.BlobHandle
+	for h := range st.used {
+		if !remaining.Has(h) {
+			lost = append(lost, h)
+		}
+	}
+	if len(lost) > 0 {
+		return nil, &ErrMissingData{Blobs: lost}
+	}
+	rep.PacksRemoved = len(drop)
+	rep.OrphansRemoved = len(orphans)
+	for id := range drop {
+		rep.BytesFreed += st.listed[id]
+	}
+	for id := range orphans {
+		rep.BytesFreed += st.listed[id]
+	}
+	if dryRun || (len(drop) == 0 && len(orphans) == 0 && rep.PacksRecovered == 0) {
+		return rep, nil
+	}
+	n, err := rewriteIndex(ctx, r, st, drop, keepPending)
+	if err != nil {
+		return nil, err
+	}
+	rep.IndexFilesWritten = n
+	if err := checkLock(ctx, l, "after-new-index"); err != nil {
+		return nil, err
+	}
+	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, core.IndexFile, st.idxFiles); err != nil {
+		return nil, err
+	}
+	if err := checkLock(ctx, l, "before-pack-delete"); err != nil {
+		return nil, err
+	}
+	for _, set := range []core.IDSet{drop, orphans} {
+		for id := range set {
+			if err := removePack(ctx, r, id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return rep, nil
+}
+
+func holdsUsed(blobs []pack.Blob, used core.BlobSet) bool {
+	for _, b := range blobs {
+		if used.Has(b.BlobHandle) {
+			return true
+		}
+	}
+	return false
+}
+
+func holdsHandle(blobs []pack.Blob, h core.BlobHandle) bool {
+	for _, b := range blobs {
+		if b.BlobHandle == h {
+			return true
+		}
+	}
+	return false
+}
+
+// needed reports whether a pending pack holds a used blob that no
+// non-pending pack has.
+func needed(blobs []pack.Blob, used, avail core.BlobSet) bool {
+	for _, b := range blobs {
+		if used.Has(b.BlobHandle) && !avail.Has(b.BlobHandle) {
+			return true
+		}
+	}
+	return false
+}
+
+// removePack deletes one pack (idempotent).
+func removePack(ctx context.Context, r *repo.Repository, id core.ID) error {
+	if err := failpoint.Inject("prune.pack-delete"); err != nil {
+		return err
+	}
+	if err := r.Backend().Remove(ctx, backend.Handle{Type: core.PackFile, Name: id.String()}); err != nil {
+		return fmt.Errorf("remove pack %v: %w", id.Str(), err)
+	}
+	return nil
+}
+
+func deleteFiles(ctx context.Context, r *repo.Repository, t core.FileType, ids core.IDSet) (int, error) {
+	n := 0
+	for id := range ids {
+		if err := r.Backend().Remove(ctx, backend.Handle{Type: t, Name: id.String()}); err != nil {
+			return n, fmt.Errorf("remove %v %v: %w", t, id.Str(), err)
+		}
+		n++
+		if err := failpoint.Inject("prune.index-delete"); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// rewriteIndex writes new index files listing every pack of the loaded
+// index files except drop, with the given pending marks, in files of at
+// most 50000 blobs.
+func rewriteIndex(ctx context.Context, r *repo.Repository, st *state, drop core.IDSet, pending map[core.ID]index.Pending) (int, error) {
+	const maxBlobs = 50000
+	var files []*index.File
+	cur := &index.File{}
+	count := 0
+	ids := make(core.IDs, 0, len(st.contents))
+	for id := range st.contents {
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		if drop.Has(id) {
+			continue
+		}
+		if count > 0 && count+len(st.contents[id]) > maxBlobs {
+			files = append(files, cur)
+			cur, count = &index.File{}, 0
+		}
+		cur.Packs = append(cur.Packs, index.PackEntry{ID: id, Blobs: st.contents[id]})
+		count += len(st.contents[id])
+	}
+	for _, p := range pending {
+		cur.Pending = append(cur.Pending, p)
+	}
+	if len(cur.Packs) > 0 || len(cur.Pending) > 0 || len(files) == 0 {
+		files = append(files, cur)
+	}
+	written := 0
+	for _, f := range files {
+		if len(f.Packs) == 0 && len(f.Pending) == 0 {
+			continue
+		}
+		if _, err := r.SaveIndexFile(ctx, f); err != nil {
+			return written, fmt.Errorf("write new index: %w", err)
+		}
+		written++
+	}
+	return written, nil
+}
+
+// repack copies the still-used blobs of the packs to repack into new packs
+// and writes their index.
+func repack(ctx context.Context, r *repo.Repository, plan *Plan) error {
+	done := core.NewBlobSet()
+	for pid := range plan.Repack {
+		keep := plan.keepBlobs[pid]
+		if len(keep) == 0 {
+			continue
+		}
+		h := backend.Handle{Type: core.PackFile, Name: pid.String()}
+		err := r.Backend().Load(ctx, h, 0, 0, func(rd io.Reader) error {
+			buf, err := io.ReadAll(rd)
+			if err != nil {
+				return err
+			}
+			for _, b := range keep {
+				bh := b.BlobHandle
+				if done.Has(bh) {
+					continue
+				}
+				if int64(b.Offset)+int64(b.Length) > int64(len(buf)) {
+					return fmt.Errorf("blob %v lies beyond the end of pack %v", bh, pid.Str())
+				}
+				plain, err := r.DecodeBlob(b, buf[b.Offset:b.Offset+b.Length], nil)
+				if err != nil {
+					// damaged here: maybe another copy reads
+					plain, err = r.LoadBlob(ctx, bh.Type, bh.ID, nil)
+					if err != nil {
+						return fmt.Errorf("repack pack %v: %w", pid.Str(), err)
+					}
+				}
+				if _, err := r.SaveBlob(ctx, bh.Type, plain, bh.ID, true); err != nil {
+					return err
+				}
+				done.Insert(bh)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("repack %v: %w", pid.Str(), err)
+		}
+	}
+	if err := r.Flush(ctx); err != nil {
+		return fmt.Errorf("repack: %w", err)
+	}
+	return nil
+}
