@@ -307,8 +307,18 @@ func (g *globalOptions) openRepository(ctx context.Context) (*repo.Repository, e
 		be.Close()
 		return nil, err
 	}
+	for _, hook := range repoOpenHooks {
+		if err := hook(ctx, g, r); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
 	return r, nil
 }
+
+// repoOpenHooks run after a repository is opened (e.g. to add the cache);
+// command files register them from init functions.
+var repoOpenHooks []func(ctx context.Context, g *globalOptions, r *repo.Repository) error
 
 // lockRepository takes a lock unless --no-lock (for read-only commands).
 // The returned context is cancelled if the lock is lost.

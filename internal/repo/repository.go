@@ -181,6 +181,11 @@ func Open(ctx context.Context, be backend.Backend, password string, opts Options
 // Backend returns the underlying backend.
 func (r *Repository) Backend() backend.Backend { return r.be }
 
+// WrapBackend replaces the backend with wrap(current), e.g. to add a
+// local cache once the repository ID is known. Call it before any other
+// use of the handle.
+func (r *Repository) WrapBackend(wrap func(backend.Backend) backend.Backend) { r.be = wrap(r.be) }
+
 // Config returns the repository config.
 func (r *Repository) Config() Config { return r.cfg }
 
