@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/cairn-backup/cairn/internal/testutil"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -25,10 +26,7 @@ import (
 // must fail. It then reads the repository restic wrote through cairn's own
 // REST client.
 func TestResticInterop(t *testing.T) {
-	resticBin, err := exec.LookPath("restic")
-	if err != nil {
-		t.Skip("restic not installed (scripts/install-deps.sh installs it)")
-	}
+	resticBin := testutil.RequireRestic(t) // fails in CI when missing
 	dir := fastTempDir(t)
 	htp := filepath.Join(dir, "htpasswd")
 	writeFile(t, htp, "alice:"+bcryptHash(t, "alicepw")+"\n")
