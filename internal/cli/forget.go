@@ -19,14 +19,14 @@ func init() { extraCommands = append(extraCommands, newForgetCommand) }
 
 type forgetOptions struct {
 	last, hourly, daily, weekly, monthly, yearly int
-	within, withinHourly, withinDaily           string
-	withinWeekly, withinMonthly, withinYearly   string
-	keepTags                                    []string
-	groupBy                                     string
-	filter                                      snapshotFilterOptions
-	dryRun                                      bool
-	prune                                       bool
-	pruneOpts                                   pruneOptions
+	within, withinHourly, withinDaily            string
+	withinWeekly, withinMonthly, withinYearly    string
+	keepTags                                     []string
+	groupBy                                      string
+	filter                                       snapshotFilterOptions
+	dryRun                                       bool
+	prune                                        bool
+	pruneOpts                                    pruneOptions
 }
 
 func newForgetCommand(g *globalOptions) *cobra.Command {
