@@ -54,9 +54,10 @@ unit:
 fuzz:
 	bash scripts/fuzz-short.sh
 
-# Long-running stress tests: files with `//go:build stress`, tests named *Stress*.
+# The stress suite at full length (CI runs a short version of the same
+# tests as part of `make test`): concurrent backups, prunes, kills, faults.
 stress:
-	STRESS_LONG=1 $(GO) test -race -timeout 120m -tags stress -run Stress $(GOTESTFLAGS) $(PKGS)
+	CAIRN_STRESS_LONG=1 $(GO) test -race -timeout 120m -run 'Stress|CrashPoints' $(GOTESTFLAGS) $(PKGS)
 
 bench:
 	@mkdir -p $(dir $(BENCHOUT))

@@ -61,7 +61,7 @@ func admCompareStats(t *testing.T, repoDir string, selections [][]string) {
 
 // TestStatsMatchesRestic: a v2 repository with two cairn backups and one
 // restic backup of a changing tree (hard links, sparse files, duplicates,
-// compressible data), and a v1 repository restic made.
+// compressible data), and a v1 repository holding a restic backup.
 func TestStatsMatchesRestic(t *testing.T) {
 	testutil.RequireRestic(t)
 	cairnEnv(t)
@@ -108,15 +108,17 @@ func TestStatsMatchesRestic(t *testing.T) {
 		t.Fatalf("bad mode: exit %d", r.code)
 	}
 
-	// a v1 repository made by restic
+	// a v1 repository with restic's data (initialised by cairn only so
+	// that its key is cheap to open)
 	repo1 := filepath.Join(tmp, "repo1")
-	testutil.RunRestic(t, repo1, testPassword, "init", "--repository-version", "1")
+	mustCairn(t, "-r", repo1, "init", "--repository-version", "1")
 	testutil.RunRestic(t, repo1, testPassword, "backup", src)
 	admCompareStats(t, repo1, [][]string{nil})
-	if err := json.Unmarshal([]byte(mustCairn(t, "-r", repo1, "stats", "--json", "--mode", "raw-data")), &raw); err != nil {
+	var raw1 statsJSON
+	if err := json.Unmarshal([]byte(mustCairn(t, "-r", repo1, "stats", "--json", "--mode", "raw-data")), &raw1); err != nil {
 		t.Fatal(err)
 	}
-	if raw.TotalUncompressedSize != 0 || raw.CompressionRatio != 0 {
-		t.Fatalf("compression figures in a v1 repository: %+v", raw)
+	if raw1.TotalUncompressedSize != 0 || raw1.CompressionRatio != 0 || raw1.TotalBlobCount == 0 {
+		t.Fatalf("compression figures in a v1 repository: %+v", raw1)
 	}
 }

@@ -12,10 +12,8 @@ package servers
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -265,12 +263,4 @@ func cleanEnv(prefixes ...string) []string {
 		}
 	}
 	return env
-}
-
-// errNotRunning is returned by helpers used after their server stopped.
-var errNotRunning = errors.New("server is not running")
-
-// waitContext is a context for waiting on a server in a test.
-func waitContext(t testing.TB) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), startTimeout)
 }
