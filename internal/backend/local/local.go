@@ -26,6 +26,7 @@ import (
 
 	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/failpoint"
 )
 
 // Default modes; the group variants are used when the repository's config
@@ -244,6 +245,9 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("save %v: fsync: %w", h, classify(err))
 	}
+	if err := failpoint.Inject("upload.after-temp-write"); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
 	// Clear the write bits before publishing, so the file never appears
 	// writable under its final name. Some file systems (FUSE, CIFS) do not
 	// support modes; that is not an error for the data.
@@ -258,10 +262,16 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %v: %w", h, err)
 	}
+	if err := failpoint.Inject("upload.before-rename"); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
 	if err := b.publish(tmp, final); err != nil {
 		return fmt.Errorf("save %v: %w", h, err)
 	}
 	published = true
+	if err := failpoint.Inject("upload.after-rename"); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("save %v: %w", h, err)
 	}
