@@ -57,6 +57,19 @@ type Options struct {
 	// OnError is called for files that cannot be read; returning nil skips
 	// the file (the snapshot is then incomplete), an error aborts.
 	OnError func(path string, err error) error
+	// DirHook, if set, is told about each directory before its entries are
+	// selected (per-directory ignore files).
+	DirHook DirHook
+	// DryRun reads and chunks everything but stores nothing: blobs are
+	// only looked up in the index.
+	DryRun bool
+}
+
+// DirHook sees every directory the walker enters and leaves, in depth-first
+// order, before Select is called for its entries.
+type DirHook interface {
+	EnterDir(ctx context.Context, dir string, names []string) error
+	LeaveDir(dir string)
 }
 
 // Progress counts work done; all fields are updated atomically.
@@ -98,6 +111,9 @@ type Archiver struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
+	dryMu   sync.Mutex // guards drySeen
+	drySeen core.BlobSet
+
 	fileJobs    chan *fileJob
 	blobJobs    chan *blobJob
 	fileWorkers sync.WaitGroup
@@ -115,7 +131,7 @@ func New(r *repo.Repository, opts Options) *Archiver {
 	if opts.ChunksInFlight <= 0 {
 		opts.ChunksInFlight = 4
 	}
-	return &Archiver{repo: r, opts: opts, pol: r.Config().ChunkerPolynomial}
+	return &Archiver{repo: r, opts: opts, pol: r.Config().ChunkerPolynomial, drySeen: core.NewBlobSet()}
 }
 
 // future is the eventual result for one tree entry.
@@ -211,8 +227,10 @@ func (a *Archiver) Run(ctx context.Context, targets []string) (*Result, error) {
 	if a.opts.Progress != nil {
 		a.opts.Progress.ScanDone.Store(true)
 	}
-	if err := a.repo.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("backup: flush: %w", err)
+	if !a.opts.DryRun {
+		if err := a.repo.Flush(ctx); err != nil {
+			return nil, fmt.Errorf("backup: flush: %w", err)
+		}
 	}
 	res := &Result{Tree: *rootFut.node.Subtree, Errors: a.errs}
 	res.Summary = snapshot.Summary{
@@ -401,7 +419,7 @@ func (a *Archiver) finishDir(node *tree.Node, prev *tree.Node, children []*futur
 				f.resolve(nil, 0, fmt.Errorf("encode tree: %w", err))
 				return
 			}
-			res, err := a.repo.SaveBlob(a.ctx, core.TreeBlob, buf, core.ID{}, false)
+			res, err := a.saveBlob(core.TreeBlob, buf, core.ID{})
 			if err != nil {
 				a.fatal(err)
 				f.resolve(nil, 0, err)
@@ -516,6 +534,16 @@ func (a *Archiver) saveDir(path string, node *tree.Node, prev *tree.Node) *futur
 		}
 		node.Error = err.Error()
 		return a.finishDir(node, prev, nil, false)
+	}
+	if a.opts.DirHook != nil {
+		if err := a.opts.DirHook.EnterDir(a.ctx, path, entries); err != nil {
+			if ferr := a.fileError(path, err); ferr != nil {
+				f := newFuture()
+				f.resolve(nil, 0, ferr)
+				return f
+			}
+		}
+		defer a.opts.DirHook.LeaveDir(path)
 	}
 	var parentTree *tree.Tree
 	if prev != nil && prev.Subtree != nil {
@@ -786,10 +814,32 @@ func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint
 	return content, size, nil
 }
 
+// saveBlob stores a blob, or in a dry run only checks whether it is new
+// (each new blob counts once).
+func (a *Archiver) saveBlob(t core.BlobType, data []byte, id core.ID) (repo.SaveResult, error) {
+	if !a.opts.DryRun {
+		return a.repo.SaveBlob(a.ctx, t, data, id, false)
+	}
+	if id.IsNull() {
+		id = core.Hash(data)
+	}
+	h := core.BlobHandle{ID: id, Type: t}
+	if a.repo.Index().Has(h) {
+		return repo.SaveResult{ID: id, Known: true}, nil
+	}
+	a.dryMu.Lock()
+	defer a.dryMu.Unlock()
+	if a.drySeen.Has(h) {
+		return repo.SaveResult{ID: id, Known: true}, nil
+	}
+	a.drySeen.Insert(h)
+	return repo.SaveResult{ID: id, Size: len(data)}, nil
+}
+
 // saveBlobNow saves one chunk in the calling goroutine.
 func (a *Archiver) saveBlobNow(data []byte) (core.ID, error) {
 	id := chunkID(data)
-	res, err := a.repo.SaveBlob(a.ctx, core.DataBlob, data, id, false)
+	res, err := a.saveBlob(core.DataBlob, data, id)
 	if err != nil {
 		return core.ID{}, &fatalError{err: err}
 	}

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
+	"os/exec"
+	"path"
 	"sort"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/cairn-backup/cairn/internal/archiver"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/failpoint"
+	"github.com/cairn-backup/cairn/internal/filter"
 	"github.com/cairn-backup/cairn/internal/fsnode"
 	"github.com/cairn-backup/cairn/internal/repo"
 	"github.com/cairn-backup/cairn/internal/snapshot"
@@ -21,15 +23,22 @@ import (
 )
 
 type backupOptions struct {
-	host          string
-	tags          []string
-	timeStr       string
-	parent        string
-	force         bool
-	oneFileSystem bool
-	withAtime     bool
-	filesFrom     []string
-	selection     selectionOptions
+	host              string
+	tags              []string
+	timeStr           string
+	parent            string
+	force             bool
+	oneFileSystem     bool
+	withAtime         bool
+	filesFrom         []string
+	filesFromVerbatim []string
+	filesFromRaw      []string
+	selection         selectionOptions
+	dryRun            bool
+	stdin             bool
+	stdinFilename     string
+	stdinFromCommand  bool
+	skipIfUnchanged   bool
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -57,7 +66,14 @@ without them.`,
 	f.BoolVarP(&o.force, "force", "f", false, "read every file, even unchanged ones")
 	f.BoolVarP(&o.oneFileSystem, "one-file-system", "x", false, "do not cross file system boundaries")
 	f.BoolVar(&o.withAtime, "with-atime", false, "store access times (default: atime = mtime, as restic)")
-	f.StringArrayVar(&o.filesFrom, "files-from", nil, "read the paths to back up from `file` (one per line)")
+	f.StringArrayVar(&o.filesFrom, "files-from", nil, "read the paths to back up from `file` (one per line, # comments, globs; - for stdin)")
+	f.StringArrayVar(&o.filesFromVerbatim, "files-from-verbatim", nil, "read the paths to back up from `file`, one per line, verbatim")
+	f.StringArrayVar(&o.filesFromRaw, "files-from-raw", nil, "read NUL-separated paths to back up from `file`")
+	f.BoolVarP(&o.dryRun, "dry-run", "n", false, "read everything but store nothing; report what would be added")
+	f.BoolVar(&o.stdin, "stdin", false, "back up the data read from standard input")
+	f.StringVar(&o.stdinFilename, "stdin-filename", "stdin", "`name` of the file for --stdin / --stdin-from-command")
+	f.BoolVar(&o.stdinFromCommand, "stdin-from-command", false, "run the arguments as a command and back up its output (no snapshot if it fails)")
+	f.BoolVar(&o.skipIfUnchanged, "skip-if-unchanged", false, "do not save a snapshot when nothing changed since the parent")
 	addSelectionFlags(f, &o.selection)
 	return cmd
 }
@@ -91,6 +107,7 @@ type backupSummaryJSON struct {
 	TotalBytesProcessed uint64  `json:"total_bytes_processed"`
 	TotalDuration       float64 `json:"total_duration"`
 	SnapshotID          string  `json:"snapshot_id"`
+	DryRun              bool    `json:"dry_run,omitempty"`
 }
 
 type backupStatusJSON struct {
@@ -115,13 +132,21 @@ type errorJSON struct {
 }
 
 func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []string) error {
+	if o.stdin || o.stdinFromCommand {
+		return runBackupStdin(ctx, g, o, args)
+	}
 	targets := append([]string(nil), args...)
-	for _, ff := range o.filesFrom {
-		paths, err := readFilesFrom(ff)
-		if err != nil {
-			return err
+	for _, l := range []struct {
+		files []string
+		kind  filter.ListKind
+	}{{o.filesFrom, filter.FilesFrom}, {o.filesFromVerbatim, filter.FilesFromVerbatim}, {o.filesFromRaw, filter.FilesFromRaw}} {
+		for _, name := range l.files {
+			paths, err := filter.ReadFileList(ctx, name, l.kind, g.stdin)
+			if err != nil {
+				return err
+			}
+			targets = append(targets, paths...)
 		}
-		targets = append(targets, paths...)
 	}
 	if len(targets) == 0 {
 		return errors.New("nothing to back up: give at least one path")
@@ -177,7 +202,13 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 	prog := &archiver.Progress{}
 	start := time.Now()
 	stopProgress := g.startBackupProgress(prog, start)
+	dirHook, err := o.selection.dirHook()
+	if err != nil {
+		return err
+	}
 	arch := archiver.New(r, archiver.Options{
+		DryRun:        o.dryRun,
+		DirHook:       dirHook,
 		Select:        sel,
 		Parent:        parentTree,
 		Force:         o.force,
@@ -202,6 +233,30 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 	}
 	sn.Tree = &res.Tree
 	sn.Summary = &res.Summary
+	if o.dryRun {
+		s := res.Summary
+		if g.JSON {
+			return g.printJSON(backupSummaryJSON{MessageType: "summary", FilesNew: s.FilesNew, FilesChanged: s.FilesChanged,
+				FilesUnmodified: s.FilesUnmodified, DirsNew: s.DirsNew, DirsChanged: s.DirsChanged, DirsUnmodified: s.DirsUnmodified,
+				DataBlobs: s.DataBlobs, TreeBlobs: s.TreeBlobs, DataAdded: s.DataAdded, TotalFilesProcessed: s.TotalFilesProcessed,
+				TotalBytesProcessed: s.TotalBytesProcessed, TotalDuration: time.Since(start).Seconds(), DryRun: true})
+		}
+		g.printf("dry run: would add %s in %d new blobs (%d files new, %d changed); nothing was stored\n",
+			ui.Bytes(s.DataAdded), s.DataBlobs+s.TreeBlobs, s.FilesNew, s.FilesChanged)
+		return nil
+	}
+	if o.skipIfUnchanged && parentTree != nil && *parentTree == res.Tree {
+		if g.JSON {
+			return g.printJSON(map[string]any{"message_type": "summary", "snapshot_id": "", "skipped": true})
+		}
+		g.printf("nothing changed since snapshot %s: no new snapshot saved\n", sn.Parent.Str())
+		return nil
+	}
+	return g.commitSnapshot(ctx, r, lock, sn, res, start)
+}
+
+// commitSnapshot checks the lock, saves the snapshot and reports.
+func (g *globalOptions) commitSnapshot(ctx context.Context, r *repo.Repository, lock *repo.Lock, sn *snapshot.Snapshot, res *archiver.Result, start time.Time) error {
 	// Commit step: the lock must still be ours (H02), then the snapshot.
 	if lock != nil {
 		if err := lock.Check(ctx); err != nil {
@@ -317,23 +372,74 @@ func (g *globalOptions) startBackupProgress(p *archiver.Progress, start time.Tim
 	return t.Stop
 }
 
-func readFilesFrom(name string) ([]string, error) {
-	var b []byte
-	var err error
-	if name == "-" {
-		b, err = readAllStdin()
-	} else {
-		b, err = os.ReadFile(name)
+// runBackupStdin backs up standard input (or a command's output) as one
+// file.
+func runBackupStdin(ctx context.Context, g *globalOptions, o backupOptions, args []string) error {
+	if o.stdin && o.stdinFromCommand {
+		return errors.New("--stdin and --stdin-from-command cannot be combined")
+	}
+	if o.stdin && len(args) > 0 {
+		return errors.New("--stdin takes no paths")
+	}
+	if o.stdinFromCommand && len(args) == 0 {
+		return errors.New("--stdin-from-command needs a command to run")
+	}
+	snTime, err := parseSnapshotTime(o.timeStr)
+	if err != nil {
+		return err
+	}
+	r, err := g.openRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	unlock, lctx, lock, err := g.lockRepository(ctx, r, false, "backup", false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := r.LoadIndex(lctx); err != nil {
+		return err
+	}
+	var rd io.Reader = g.stdin
+	var cmd *exec.Cmd
+	if o.stdinFromCommand {
+		cmd = exec.CommandContext(lctx, args[0], args[1:]...)
+		cmd.Stderr = g.stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("--stdin-from-command: %w", err)
+		}
+		rd = out
+	}
+	start := time.Now()
+	name := o.stdinFilename
+	sn, err := snapshot.New(nil, nil, o.host, snTime)
+	if err != nil {
+		return err
+	}
+	sn.Paths = []string{path.Clean("/" + name)}
+	for _, t := range snapshot.ParseTagList(o.tags) {
+		sn.Tags = append(sn.Tags, t...)
+	}
+	sn.ProgramVersion = "cairn " + Version
+	res, err := archiver.New(r, archiver.Options{DryRun: o.dryRun}).RunStdin(lctx, rd, name, snTime)
+	if cmd != nil {
+		if werr := cmd.Wait(); werr != nil && err == nil {
+			err = fmt.Errorf("command %q failed, no snapshot saved: %w", args[0], werr)
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("--files-from %s: %w", name, err)
+		return err
 	}
-	var out []string
-	for _, line := range splitLines(string(b)) {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		out = append(out, filepath.Clean(line))
+	if o.dryRun {
+		g.printf("dry run: would add %s; nothing was stored\n", ui.Bytes(res.Summary.DataAdded))
+		return nil
 	}
-	return out, nil
+	sn.Tree = &res.Tree
+	sn.Summary = &res.Summary
+	return g.commitSnapshot(lctx, r, lock, sn, res, start)
 }

@@ -24,6 +24,8 @@ type selectionOptions struct {
 	excludeCaches    bool
 	excludeIfPresent []string
 	excludeLarger    string
+	ignoreFiles      []string
+	ignore           multiHook // set by dirHook; consulted by the select function
 }
 
 func addSelectionFlags(f *pflag.FlagSet, o *selectionOptions) {
@@ -34,6 +36,7 @@ func addSelectionFlags(f *pflag.FlagSet, o *selectionOptions) {
 	f.BoolVar(&o.excludeCaches, "exclude-caches", false, "exclude the contents of directories holding a valid CACHEDIR.TAG")
 	f.StringArrayVar(&o.excludeIfPresent, "exclude-if-present", nil, "exclude the contents of directories holding `filename[:header]` (repeatable)")
 	f.StringVar(&o.excludeLarger, "exclude-larger-than", "", "exclude files larger than `size` (k, m, g, t suffixes)")
+	f.StringArrayVar(&o.ignoreFiles, "exclude-ignore-file", nil, "honour per-directory ignore files called `name`, with .gitignore semantics (repeatable)")
 }
 
 func (o *selectionOptions) patterns() (cs, ci []string, err error) {
@@ -86,7 +89,7 @@ func (o *selectionOptions) build() (archiver.SelectFunc, error) {
 			return nil, err
 		}
 	}
-	if exc.Len() == 0 && iexc.Len() == 0 && len(tags) == 0 && limit < 0 {
+	if exc.Len() == 0 && iexc.Len() == 0 && len(tags) == 0 && limit < 0 && len(o.ignoreFiles) == 0 {
 		return nil, nil
 	}
 	var tagged sync.Map // dir -> *TagFile that excludes its contents (or nil)
@@ -102,6 +105,9 @@ func (o *selectionOptions) build() (archiver.SelectFunc, error) {
 			return false
 		}
 		if limit >= 0 && filter.TooLarge(limit, fi) {
+			return false
+		}
+		if o.ignore != nil && o.ignore.ignored(path, fi.IsDir()) {
 			return false
 		}
 		if len(tags) > 0 {
@@ -171,4 +177,48 @@ func buildRestoreSelect(o restoreOptions) (restorer.SelectFunc, error) {
 		m2, c2, _ := iinc.MatchWithChild(item)
 		return m1 || m2, c1 || c2 || m1 || m2
 	}, nil
+}
+
+// dirHook returns the per-directory ignore-file handler, if any.
+func (o *selectionOptions) dirHook() (archiver.DirHook, error) {
+	if len(o.ignoreFiles) == 0 {
+		return nil, nil
+	}
+	var hooks multiHook
+	for _, name := range o.ignoreFiles {
+		f, err := filter.NewIgnoreFiles(name)
+		if err != nil {
+			return nil, err
+		}
+		hooks = append(hooks, f)
+	}
+	o.ignore = hooks
+	return hooks, nil
+}
+
+type multiHook []*filter.IgnoreFiles
+
+func (m multiHook) EnterDir(ctx context.Context, dir string, names []string) error {
+	var first error
+	for _, f := range m {
+		if err := f.EnterDir(ctx, dir, names); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (m multiHook) LeaveDir(dir string) {
+	for _, f := range m {
+		f.LeaveDir(dir)
+	}
+}
+
+func (m multiHook) ignored(path string, isDir bool) bool {
+	for _, f := range m {
+		if f.Ignored(path, isDir) {
+			return true
+		}
+	}
+	return false
 }
