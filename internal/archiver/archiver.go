@@ -114,6 +114,9 @@ type Archiver struct {
 	dryMu   sync.Mutex // guards drySeen
 	drySeen core.BlobSet
 
+	// chunkSlots bounds the chunk buffers alive at once (memory bound).
+	chunkSlots chan struct{}
+
 	fileJobs    chan *fileJob
 	blobJobs    chan *blobJob
 	fileWorkers sync.WaitGroup
@@ -183,6 +186,7 @@ func (a *Archiver) Run(ctx context.Context, targets []string) (*Result, error) {
 	start := time.Now()
 	a.ctx, a.cancel = context.WithCancelCause(ctx)
 	defer a.cancel(nil)
+	a.chunkSlots = make(chan struct{}, a.opts.BlobWorkers+a.opts.FileWorkers)
 	a.fileJobs = make(chan *fileJob, a.opts.FileWorkers*4)
 	a.blobJobs = make(chan *blobJob, a.opts.BlobWorkers*2)
 	for i := 0; i < a.opts.FileWorkers; i++ {
@@ -620,7 +624,7 @@ func (a *Archiver) unchanged(node, prev *tree.Node) bool {
 // workerState is per file worker: a chunker whose 512 KiB read buffer is
 // reused from file to file.
 type workerState struct {
-	ch *chunker.Chunker
+	cr *chunkReader
 }
 
 func (a *Archiver) fileWorker() {
@@ -754,12 +758,11 @@ func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint
 			return nil, 0, err
 		}
 	}
-	if st.ch == nil {
-		st.ch = chunker.New(f, a.pol)
-	} else {
-		st.ch.Reset(f, a.pol)
+	if st.cr == nil {
+		st.cr = newChunkReader(a.pol)
 	}
-	ch := st.ch
+	st.cr.reset(f, a.pol)
+	cr := st.cr
 	content := core.IDs{}
 	var size uint64
 	// results preserves chunk order while chunks are saved in parallel.
@@ -782,24 +785,30 @@ func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint
 		return first
 	}
 	for {
-		buf := getBuf(chunker.MaxSize)
-		c, err := ch.Next(buf)
+		select {
+		case a.chunkSlots <- struct{}{}:
+		case <-a.ctx.Done():
+			_ = collect(0)
+			return nil, 0, context.Cause(a.ctx)
+		}
+		data, err := cr.next()
 		if err == io.EOF {
-			putBuf(buf)
+			<-a.chunkSlots
 			break
 		}
 		if err != nil {
-			putBuf(buf)
+			<-a.chunkSlots
 			_ = collect(0)
 			return nil, 0, err
 		}
-		size += uint64(c.Length)
+		size += uint64(len(data))
 		res := make(chan blobResult, 1)
-		job := &blobJob{buf: c.Data, n: int(c.Length), result: res}
+		job := &blobJob{buf: data, n: len(data), result: res}
 		select {
 		case a.blobJobs <- job:
 		case <-a.ctx.Done():
-			putBuf(c.Data)
+			putBuf(data)
+			<-a.chunkSlots
 			_ = collect(0)
 			return nil, 0, context.Cause(a.ctx)
 		}
@@ -864,6 +873,7 @@ func (a *Archiver) blobWorker() {
 			// drain without work so senders never block forever
 			for job := range a.blobJobs {
 				putBuf(job.buf)
+				<-a.chunkSlots
 				job.result <- blobResult{err: context.Cause(a.ctx)}
 			}
 			return
@@ -874,6 +884,7 @@ func (a *Archiver) blobWorker() {
 func (a *Archiver) saveChunk(job *blobJob) {
 	id, err := a.saveBlobNow(job.buf[:job.n])
 	putBuf(job.buf) // SaveBlob has copied the data into a pack
+	<-a.chunkSlots
 	job.result <- blobResult{id: id, err: err}
 }
 

@@ -191,3 +191,28 @@ func Dirs() []string {
 	}
 	return dirs
 }
+
+// FileAdopter is implemented by backends that can take over a finished
+// temporary file without copying it: the local backend creates the file on
+// the repository's own file system and renames it into place.
+type FileAdopter interface {
+	// CreateTemp returns a new empty temporary file for a future file of
+	// type t. It is never listed.
+	CreateTemp(t core.FileType) (*os.File, error)
+	// Adopt makes the complete file f visible as h atomically (fsync,
+	// no-replace rename, fsync directory) and closes f. On error the
+	// temporary file is removed.
+	Adopt(ctx context.Context, h Handle, f *os.File) error
+}
+
+// AdopterOf returns be's FileAdopter, looking through decorators that pass
+// saves straight through (they implement FileAdopter() themselves).
+func AdopterOf(be Backend) (FileAdopter, bool) {
+	if a, ok := be.(FileAdopter); ok {
+		return a, true
+	}
+	if p, ok := be.(interface{ FileAdopter() (FileAdopter, bool) }); ok {
+		return p.FileAdopter()
+	}
+	return nil, false
+}

@@ -173,6 +173,7 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 	if err := r.LoadIndex(ctx); err != nil {
 		return fmt.Errorf("load index: %w", err)
 	}
+	tuneMemory()
 	sn, err := snapshot.New(targets, nil, o.host, snTime)
 	if err != nil {
 		return err

@@ -99,6 +99,7 @@ func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 		sub = &s
 	}
 
+	g.NoCache = true // check never trusts the cache (H35)
 	r, err := g.openRepository(ctx)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ const testPassword = "correct horse battery staple"
 // derivation and a password.
 func cairnEnv(t *testing.T) {
 	t.Setenv("CAIRN_KDF_PARAMS", "1024,1,1")
+	t.Setenv("CAIRN_CACHE_DIR", t.TempDir())
 	t.Setenv("CAIRN_PASSWORD", testPassword)
 	t.Setenv("CAIRN_REPOSITORY", "")
 	t.Setenv("RESTIC_PASSWORD", "")

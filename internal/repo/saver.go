@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 
 	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/repo/crypto"
 	"github.com/cairn-backup/cairn/internal/repo/index"
 	"github.com/cairn-backup/cairn/internal/repo/pack"
 )
@@ -17,9 +19,9 @@ import (
 // written while a backup runs (restic uses the same number).
 const indexMaxBlobs = 50000
 
-// packersPerType spreads blobs over two open packs per type at random, so
-// blob order in a pack leaks less about chunk boundaries.
-const packersPerType = 2
+// packersPerType is the number of open packs per blob type. One keeps the
+// memory bound low (restic 0.14 also fills one pack at a time).
+const packersPerType = 1
 
 // blobSaver assembles blobs into packs and uploads them in the background.
 //
@@ -32,7 +34,7 @@ type blobSaver struct {
 
 	mu sync.Mutex // guards packers, inflight, unindexed, unindexedBlobs, err, stopped
 	// packers are the open pack writers per blob type.
-	packers [core.NumBlobTypes][]*pack.Writer
+	packers [core.NumBlobTypes][]*pack.FileWriter
 	// inflight holds blobs accepted for saving but not yet in the index,
 	// so a concurrent save of the same blob is recognised as a duplicate.
 	inflight map[core.BlobHandle]struct{}
@@ -42,7 +44,7 @@ type blobSaver struct {
 	err            error // first upload error; all later saves fail with it
 	stopped        bool
 
-	queue   chan *pack.Writer
+	queue   chan *pack.FileWriter
 	pending sync.WaitGroup // packs queued but not finished uploading
 	workers sync.WaitGroup // uploader goroutines
 
@@ -54,7 +56,9 @@ func (r *Repository) blobSaver() *blobSaver {
 	r.saveOnce.Do(func() {
 		s := &blobSaver{r: r, inflight: make(map[core.BlobHandle]struct{})}
 		n := r.Connections()
-		s.queue = make(chan *pack.Writer, n)
+		// unbuffered: a full pack waits for a free uploader, so at most
+		// n packs are being uploaded plus one per type being filled
+		s.queue = make(chan *pack.FileWriter)
 		for i := 0; i < n; i++ {
 			s.workers.Add(1)
 			go s.uploader()
@@ -74,6 +78,25 @@ func (s *blobSaver) stop() {
 	s.mu.Unlock()
 	close(s.queue)
 	s.workers.Wait()
+	// drop packs that were never flushed (the repository is being closed
+	// without Flush, e.g. after an error): their temp files go away
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t := range s.packers {
+		for i, w := range s.packers[t] {
+			if w != nil {
+				discard(w)
+				s.packers[t][i] = nil
+			}
+		}
+	}
+}
+
+// discard closes and removes a pack's temporary file.
+func discard(w *pack.FileWriter) {
+	f := w.File()
+	_ = f.Close()
+	_ = os.Remove(f.Name())
 }
 
 func (s *blobSaver) fail(err error) {
@@ -84,8 +107,24 @@ func (s *blobSaver) fail(err error) {
 	s.mu.Unlock()
 }
 
-func (s *blobSaver) newWriter() *pack.Writer {
-	return pack.NewWriter(s.r.key, getBuf(s.r.opts.PackSize + s.r.opts.PackSize/4)[:0])
+// newWriter starts a pack in a temporary file: on the repository's own
+// file system when the backend can adopt files (no copy on upload), else
+// in the temporary directory.
+func (s *blobSaver) newWriter() (*pack.FileWriter, error) {
+	var f *os.File
+	var err error
+	if a, ok := backend.AdopterOf(s.r.be); ok {
+		f, err = a.CreateTemp(core.PackFile)
+	} else {
+		f, err = os.CreateTemp("", "cairn-pack-*")
+		if err != nil {
+			err = fmt.Errorf("create temporary pack file in %s: %w", os.TempDir(), err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pack.NewFileWriter(s.r.key, f), nil
 }
 
 // SaveResult describes the outcome of SaveBlob.
@@ -123,20 +162,10 @@ func (r *Repository) SaveBlob(ctx context.Context, t core.BlobType, buf []byte, 
 	s.inflight[h] = struct{}{}
 	s.mu.Unlock()
 
-	sealed, ulen, err := r.sealBlob(t, buf)
+	sealed, ulen, err := r.sealBlob(t, buf, id)
 	if err != nil {
 		s.forget(h)
 		return SaveResult{}, fmt.Errorf("save blob %v: %w", h, err)
-	}
-	if !r.opts.NoExtraVerify {
-		b := pack.Blob{BlobHandle: h, Length: uint32(len(sealed)), UncompressedLength: ulen}
-		check, err := r.DecodeBlob(b, sealed, getBuf(len(buf)))
-		if err != nil {
-			putBuf(sealed)
-			s.forget(h)
-			return SaveResult{}, fmt.Errorf("save blob %v: verification before upload failed (possible memory or compressor fault): %w", h, err)
-		}
-		putBuf(check)
 	}
 	size := len(sealed)
 	err = s.add(ctx, h, sealed, ulen)
@@ -155,26 +184,35 @@ func (s *blobSaver) forget(h core.BlobHandle) {
 }
 
 // sealBlob compresses (v2) and encrypts buf into a pooled buffer.
-func (r *Repository) sealBlob(t core.BlobType, buf []byte) ([]byte, uint32, error) {
-	plain := buf
-	var ulen uint32
-	var tmp []byte
+func (r *Repository) sealBlob(t core.BlobType, buf []byte, id core.ID) ([]byte, uint32, error) {
 	if r.cfg.Version >= 2 && (t == core.TreeBlob || r.opts.Compression != CompressionOff) && len(buf) > 0 {
 		comp := r.opts.Compression
 		if t == core.TreeBlob {
 			comp = CompressionAuto
 		}
-		tmp = zstdEncoder(comp).EncodeAll(buf, getBuf(len(buf))[:0])
-		if len(tmp) < len(buf) {
-			plain = tmp
-			ulen = uint32(len(buf))
+		// compress behind room for the IV, then encrypt in place: one
+		// buffer per blob
+		out := getBuf(len(buf) + crypto.Extension)
+		c := zstdEncoder(comp).EncodeAll(buf, out[:crypto.IVSize])
+		if clen := len(c) - crypto.IVSize; clen < len(buf) && cap(c) >= len(c)+16 {
+			if !r.opts.NoExtraVerify {
+				// Decompress and hash again before anything leaves memory:
+				// a compressor or memory fault must not be stored under a
+				// valid name (H36).
+				chk := getBuf(len(buf))
+				d, err := decompress(chk, c[crypto.IVSize:], len(buf))
+				ok := err == nil && core.Hash(d) == id
+				putBuf(chk)
+				if !ok {
+					putBuf(c)
+					return nil, 0, fmt.Errorf("verification before upload failed (compressor or memory fault): %v", err)
+				}
+			}
+			return r.key.SealInPlace(c), uint32(len(buf)), nil
 		}
+		putBuf(c)
 	}
-	sealed := r.key.Seal(getBuf(len(plain) + 32)[:0], plain)
-	if tmp != nil {
-		putBuf(tmp)
-	}
-	return sealed, ulen, nil
+	return r.key.Seal(getBuf(len(buf) + crypto.Extension)[:0], buf), 0, nil
 }
 
 // add copies a sealed blob into an open pack, queueing the pack for upload
@@ -191,14 +229,18 @@ func (s *blobSaver) add(ctx context.Context, h core.BlobHandle, sealed []byte, u
 	i := rand.IntN(packersPerType)
 	w := slots[i]
 	if w == nil {
-		w = s.newWriter()
+		var err error
+		if w, err = s.newWriter(); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("save blob %v: %w", h, err)
+		}
 		slots[i] = w
 	}
 	if err := w.Add(h, sealed, ulen); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("save blob %v: %w", h, err)
 	}
-	var full *pack.Writer
+	var full *pack.FileWriter
 	if w.Size() >= s.r.opts.PackSize || w.HeaderFull() {
 		full = w
 		slots[i] = nil
@@ -210,16 +252,18 @@ func (s *blobSaver) add(ctx context.Context, h core.BlobHandle, sealed []byte, u
 	return nil
 }
 
-func (s *blobSaver) enqueue(ctx context.Context, w *pack.Writer) error {
+func (s *blobSaver) enqueue(ctx context.Context, w *pack.FileWriter) error {
 	s.pending.Add(1)
 	select {
 	case s.queue <- w:
 		return nil
 	case <-ctx.Done():
 		s.pending.Done()
+		discard(w)
 		return ctx.Err()
 	case <-s.r.saveCtx.Done():
 		s.pending.Done()
+		discard(w)
 		return fmt.Errorf("repository closed: %w", s.r.saveCtx.Err())
 	}
 }
@@ -235,18 +279,29 @@ func (s *blobSaver) uploader() {
 	}
 }
 
-func (s *blobSaver) upload(ctx context.Context, w *pack.Writer) error {
+func (s *blobSaver) upload(ctx context.Context, w *pack.FileWriter) error {
 	blobs := append([]pack.Blob(nil), w.Blobs()...)
-	buf, id, err := w.Finalize()
+	id, size, err := w.Finalize()
 	if err != nil {
+		discard(w)
 		return err
 	}
-	defer putBuf(buf) // reused only after Save returned
 	if err := failpoint("backup.before-pack-upload"); err != nil {
+		discard(w)
 		return err
 	}
 	h := backend.Handle{Type: core.PackFile, Name: id.String()}
-	if err := s.r.be.Save(ctx, h, backend.NewByteReader(buf)); err != nil && !errors.Is(err, backend.ErrAlreadyExists) {
+	f := w.File()
+	if a, ok := backend.AdopterOf(s.r.be); ok {
+		err = a.Adopt(ctx, h, f) // closes f, removes it on error
+	} else {
+		var rd *backend.FileReader
+		if rd, err = backend.NewFileReader(f, size); err == nil {
+			err = s.r.be.Save(ctx, h, rd)
+		}
+		discard(w)
+	}
+	if err != nil && !errors.Is(err, backend.ErrAlreadyExists) {
 		return fmt.Errorf("upload pack %v: %w", id.Str(), err)
 	}
 	if err := failpoint("backup.after-pack-upload"); err != nil {
@@ -302,7 +357,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 	}
 	s := r.saver
 	s.mu.Lock()
-	var open []*pack.Writer
+	var open []*pack.FileWriter
 	for t := range s.packers {
 		for i, w := range s.packers[t] {
 			if w != nil && w.Count() > 0 {

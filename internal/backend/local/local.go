@@ -688,3 +688,75 @@ func isTempName(name string) bool {
 	base := name[:i]
 	return base == "config" || core.IsValidName(base)
 }
+
+// zeroName prefixes temporary files made by CreateTemp, so that they look
+// like every other temporary file ("<id>-tmp-<random>"): never listed,
+// and removed by RemoveStaleTemp.
+const zeroName = "0000000000000000000000000000000000000000000000000000000000000000"
+
+var _ backend.FileAdopter = (*Backend)(nil)
+
+// CreateTemp implements backend.FileAdopter.
+func (b *Backend) CreateTemp(t core.FileType) (*os.File, error) {
+	dir := filepath.Join(b.dir, t.String())
+	if t == core.ConfigFile {
+		dir = b.dir
+	}
+	f, _, _, err := b.createTemp(dir, zeroName)
+	if err != nil {
+		return nil, fmt.Errorf("create temporary %v file: %w", t, classify(err))
+	}
+	return f, nil
+}
+
+// Adopt implements backend.FileAdopter.
+func (b *Backend) Adopt(ctx context.Context, h backend.Handle, f *os.File) (err error) {
+	tmp := f.Name()
+	published := false
+	defer func() {
+		if f != nil {
+			_ = f.Close()
+		}
+		if !published {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err := h.Valid(); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save %v: fsync: %w", h, classify(err))
+	}
+	if err := failpoint.Inject("upload.after-temp-write"); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := f.Chmod(b.fileMode &^ 0o222); err != nil && !chmodUnsupported(err) {
+		return fmt.Errorf("save %v: chmod: %w", h, err)
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return fmt.Errorf("save %v: close: %w", h, classify(cerr))
+	}
+	final := b.filename(h)
+	dir := filepath.Dir(final)
+	if _, err := os.Stat(dir); err != nil {
+		if err := b.mkdirLayout(dir); err != nil {
+			return fmt.Errorf("save %v: %w", h, classify(err))
+		}
+	}
+	if err := failpoint.Inject("upload.before-rename"); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := b.publish(tmp, final); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	published = true
+	if err := failpoint.Inject("upload.after-rename"); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	return syncDir(dir)
+}

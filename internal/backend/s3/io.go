@@ -165,14 +165,11 @@ func (r *exactReader) Read(p []byte) (int, error) {
 	}
 	n, err := r.rd.Read(p)
 	r.remaining -= int64(n)
-	if err == io.EOF && r.remaining > 0 {
+	switch {
+	case r.remaining == 0:
+		return n, io.EOF
+	case err == io.EOF:
 		return n, fmt.Errorf("response body ended %d bytes early: %w", r.remaining, io.ErrUnexpectedEOF)
-	}
-	if err == io.EOF || (err == nil && r.remaining == 0) {
-		if r.remaining == 0 {
-			return n, io.EOF
-		}
-		return n, nil
 	}
 	return n, err
 }

@@ -198,3 +198,29 @@ func (k *Key) UnmarshalJSON(b []byte) error {
 }
 
 func newCTR(k *Key, iv []byte) cipher.Stream { return cipher.NewCTR(k.block, iv) }
+
+// IVSize is the length of the IV that starts every sealed object.
+const IVSize = ivSize
+
+// SealInPlace encrypts buf[IVSize:] in place: the first IVSize bytes of buf
+// are room for the IV, and the MAC is appended (reallocating only if buf
+// has less than 16 bytes of spare capacity). It returns the sealed object.
+func (k *Key) SealInPlace(buf []byte) []byte {
+	if !k.Valid() {
+		panic("crypto: encrypting with an invalid key")
+	}
+	if len(buf) < ivSize {
+		panic("crypto: SealInPlace needs room for the IV")
+	}
+	iv := buf[:ivSize]
+	for {
+		mustRand(iv)
+		if !allZero(iv) {
+			break
+		}
+	}
+	ct := buf[ivSize:]
+	newCTR(k, iv).XORKeyStream(ct, ct)
+	tag := k.mac(iv, ct)
+	return append(buf, tag[:]...)
+}

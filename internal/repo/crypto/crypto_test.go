@@ -161,3 +161,15 @@ func BenchmarkOpen1MiB(b *testing.B) {
 		}
 	}
 }
+
+func TestSealInPlace(t *testing.T) {
+	k := NewRandomKey()
+	pt := []byte("in place plaintext")
+	buf := make([]byte, IVSize, IVSize+len(pt)+macSize)
+	buf = append(buf, pt...)
+	sealed := k.SealInPlace(buf)
+	got, err := k.Open(nil, sealed)
+	if err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("%q %v", got, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"github.com/cairn-backup/cairn/internal/core"
@@ -166,5 +167,33 @@ func BenchmarkWritePack(b *testing.B) {
 			b.Fatal(err)
 		}
 		buf = out[:0]
+	}
+}
+
+func TestFileWriterMatchesWriter(t *testing.T) {
+	key := crypto.NewRandomKey()
+	f, err := os.CreateTemp(t.TempDir(), "pack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fw := NewFileWriter(key, f)
+	for i := 0; i < 20; i++ {
+		pt := bytes.Repeat([]byte{byte(i)}, 1000*i+1)
+		if err := fw.Add(core.BlobHandle{ID: core.Hash(pt), Type: core.DataBlob}, key.Seal(nil, pt), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, size, err := fw.Finalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, _ := os.ReadFile(f.Name())
+	if int64(len(buf)) != size || core.Hash(buf) != id || int64(fw.Size()) > size+4 {
+		t.Fatalf("size %d/%d, id mismatch %v", len(buf), size, core.Hash(buf) != id)
+	}
+	blobs, err := ReadHeader(bytes.NewReader(buf), size, key)
+	if err != nil || len(blobs) != 20 {
+		t.Fatalf("header: %v", err)
 	}
 }

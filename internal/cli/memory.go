@@ -1,0 +1,21 @@
+package cli
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+)
+
+// tuneMemory sets a soft memory limit once the long-lived data (the index)
+// is loaded: what is live now, twice, plus room for the pipelines' buffers.
+// Without it the heap may grow to twice its peak working set before a
+// collection runs. GOMEMLIMIT, if the user set it, wins.
+func tuneMemory() {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	debug.SetMemoryLimit(int64(ms.HeapAlloc)*2 + 72<<20)
+}
