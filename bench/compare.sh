@@ -29,7 +29,8 @@
 #   CAIRN       cairn binary (default: built from this tree into $RUN/cairn)
 #   RESTIC      restic binary (default /usr/bin/restic)
 #   PROFILE=1   afterwards, run one extra cairn full backup (into a throw-away repository)
-#               under `perf record -g` and write $RUN/perf-cairn-full.txt (skipped if no perf)
+#               with CAIRN_CPU_PROFILE=$RUN/cairn-full.pprof and, if perf exists, under
+#               `perf record -g` (top symbols in $RUN/perf-cairn-full*.txt)
 #
 # Caches cannot be dropped reliably here: the corpus is read from a warm page cache by both
 # tools, and each step runs exactly once per tool (no repetitions, no averaging).
@@ -267,23 +268,31 @@ echo "wall/cpu in seconds (cpu = user+sys), rssM = peak RSS in MiB, repo = du -s
 echo "x.* = cairn/restic ratio (<1 means cairn is faster/smaller), load1 = 1-min load average before each tool's command. Files: $RUN/{results.tsv,results.json,table.txt,env.txt,logs/}"
 
 # ---- optional profile ----------------------------------------------------------------
+# One extra cairn full backup into a throw-away repository, profiled by cairn itself
+# (CAIRN_CPU_PROFILE, for `go tool pprof`) and, if available, by `perf record -g`.
 if [ "$PROFILE" = 1 ]; then
+  prepo=$RUN/repo-profile
+  "$CAIRN" -r "$prepo" -p "$PW" init >"$RUN/logs/profile-init.log" 2>&1
+  pcmd=("$CAIRN" -r "$prepo" -p "$PW" --cache-dir "$RUN/cache-profile" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big")
   if command -v perf >/dev/null 2>&1; then
-    prepo=$RUN/repo-profile
-    "$CAIRN" -r "$prepo" -p "$PW" init >"$RUN/logs/profile-init.log" 2>&1
-    log "profiling a cairn full backup with perf (data: $RUN/perf.data)"
-    if perf record -F 499 -g -o "$RUN/perf.data" -- "$CAIRN" -r "$prepo" -p "$PW" --cache-dir "$RUN/cache-profile" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big" >"$RUN/logs/profile-backup.log" 2>&1; then
-      perf report -i "$RUN/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full.txt"
-      perf report -i "$RUN/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full-children.txt"
-      echo; echo "perf: top self-time symbols of a cairn full backup ($RUN/perf-cairn-full.txt):"
-      head -25 "$RUN/perf-cairn-full.txt"
-    else
-      log "perf record failed, see $RUN/logs/profile-backup.log"
-    fi
-    [ "$KEEP" = 1 ] || rm -rf "$prepo" "$RUN/cache-profile"
+    log "profiling a cairn full backup (perf: $RUN/perf.data, pprof: $RUN/cairn-full.pprof)"
+    CAIRN_CPU_PROFILE=$RUN/cairn-full.pprof perf record -F 499 -g -o "$RUN/perf.data" -- "${pcmd[@]}" >"$RUN/logs/profile-backup.log" 2>&1
+    prc=$?
   else
-    log "perf not available: profiling skipped"
+    log "perf not available: pprof profile only ($RUN/cairn-full.pprof)"
+    CAIRN_CPU_PROFILE=$RUN/cairn-full.pprof "${pcmd[@]}" >"$RUN/logs/profile-backup.log" 2>&1
+    prc=$?
   fi
+  if [ "$prc" -ne 0 ]; then
+    log "profiled backup failed (exit $prc), see $RUN/logs/profile-backup.log"
+  elif [ -s "$RUN/perf.data" ]; then
+    perf report -i "$RUN/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full.txt"
+    perf report -i "$RUN/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$RUN/perf-cairn-full-children.txt"
+    echo; echo "perf: top self-time symbols of a cairn full backup ($RUN/perf-cairn-full.txt):"
+    head -25 "$RUN/perf-cairn-full.txt"
+  fi
+  [ -s "$RUN/cairn-full.pprof" ] && echo "pprof: go tool pprof -top $RUN/cairn $RUN/cairn-full.pprof (needs KEEP=1 or CAIRN= for the binary)"
+  [ "$KEEP" = 1 ] || rm -rf "$prepo" "$RUN/cache-profile"
 fi
 
 if [ "$KEEP" != 1 ]; then
