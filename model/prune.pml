@@ -1,121 +1,167 @@
 /*
- * cairn: lock protocol + two-phase prune, as a Promela model.
+ * cairn: lock protocol + two-phase prune, as a Promela model (spin 6).
+ * Prose, invariants and the mapping to code: docs/concurrency.md.
  *
- * What is modelled (see docs/concurrency.md for the prose and the invariants):
- *   - lock files (restic format) with acquisition by write-then-recheck, refresh by
- *     replacement (write new, verify old still there, delete old), pre-commit checks,
- *     and release;
- *   - a cairn backup, a restic 0.14 backup (no marks, no pre-commit checks), a cairn
- *     forget (non-exclusive lock), one or two cairn prune runs (sweep due marks under an
- *     exclusive lock, then mark under a non-exclusive "prune" lock), optionally a restic
- *     prune (exclusive, one phase, drops cairn's marks);
- *   - `unlock`, which removes lock files that are stale, and a "suspender" which models
- *     time: it makes a process's lock files old (not refreshed for STALE_AFTER), i.e. the
- *     process was suspended (laptop lid, SIGSTOP: H02) or has crashed.
+ * Actors
+ *   cairn_backup   non-exclusive lock; loads the index after locking; dedups only against
+ *                  packs that are listed and not pending; uploads the rest into a new pack;
+ *                  pre-commit check; index write; pre-commit check; snapshot write.
+ *   restic_backup  restic 0.14: same lock protocol, knows no marks (dedups against pending
+ *                  packs too), makes no pre-commit checks.
+ *   forget         cairn forget: non-exclusive lock, deletes one snapshot file.
+ *   prune_a        cairn prune runs back to back: sweep, mark, sweep (PRUNE_PHASES).
+ *   prune_b        (WITH_PB) a second cairn prune run (sweep, mark) concurrent with prune_a.
+ *   restic_prune   (WITH_RP) restic 0.14 prune: exclusive, one phase, deletes unreferenced packs
+ *                  at once, its index rewrite drops cairn's marks, no pre-commit checks.
+ *   unlock         removes lock files that are stale.
+ *   clock          time: makes a process's lock files OLD (the process was suspended or
+ *                  died and did not refresh them for STALE_AFTER); restic processes that
+ *                  lose their lock this way never run again (crash).
+ *   monitor        checks the invariants in every reachable state.
  *
- * Time abstraction.  A lock file is FRESH while its owner runs and refreshes it.  It
- * becomes OLD only if its owner has not refreshed it for STALE_AFTER (suspended or dead).
- * `unlock` may remove OLD lock files only (assumption A-STALE: the staleness rule is sound).
- * A cairn process that passed its pre-commit check is not frozen long enough for its lock to
- * go OLD before the guarded write completes (assumption A-FREEZE: win[p] blocks suspension).
- * The grace period --keep-delete is NOT relied on: the sweep chooses nondeterministically,
- * per pending pack, whether its mark is old enough, so every value of the grace period,
- * including 0, is covered.
+ * Time abstraction.  A lock file is FRESH while its owner runs and refreshes it.  It becomes
+ * OLD only through the clock process.  unlock removes OLD lock files only (assumption
+ * A-STALE: the staleness rule never calls a lock stale whose owner refreshed it within
+ * STALE_AFTER).  A cairn process that passed a pre-commit check is not frozen long enough for
+ * its lock to become stale before the write it guards completes (assumption A-FREEZE: the
+ * clock cannot touch a process while win[p] is set).  The grace period --keep-delete is not
+ * relied upon: the sweep chooses nondeterministically, per pending pack, whether its mark is
+ * old enough, so every grace period including 0 is covered.  At most NSUSP suspensions or
+ * crashes happen in one run.
  *
  * Crash.  A cairn process that is suspended and never scheduled again is a crashed process
- * (safety checking explores every finite prefix), so crashes of cairn processes are the
- * suspension transitions plus interleaving.  restic processes never come back from a
- * suspension in the base model: the suspender crashes them (`unless crashed[...]`).
- * -DRESTIC_SUSPEND lets restic 0.14 resume after its lock was broken (its known H02 bug).
+ * (a safety check explores every finite prefix), so suspensions plus interleaving cover
+ * crashes at every step of a cairn process, its lock left behind.  restic processes crash
+ * explicitly (`unless crashed[...]`); -DRESTIC_SUSPEND instead lets restic 0.14 resume after
+ * its lock was broken, which is its known H02 bug.
  *
- * Data abstraction: 5 blobs (bit masks in a byte), 8 pack slots, 8 index-file slots,
- * 4 snapshot slots.  All backend operations on one file are atomic (backend contract:
- * Save is atomic, List never hides an error), and the backend is read-after-write and
- * list-after-write consistent (assumption A-STORE).
+ * Storage.  Every backend operation on one file is atomic (Save is atomic, Remove is
+ * idempotent, List never hides an error), and the backend is read-after-write and
+ * list-after-write consistent (assumption A-STORE).  Loading "the index" (list index/, load
+ * each file) is modelled as one atomic read of the union of the index files: writers always
+ * write replacements before deleting what they replace, and a reader that finds a listed
+ * file gone reloads.
  *
- * Invariants (checked in every reachable state by the monitor, and at every commit):
- *   I1 every blob of every snapshot file is in a pack that exists and is listed in an index file
- *   I2 every pack listed in an index file exists
- *   I3 a process whose lock was never broken finds every pack of its loaded index view, and
- *      every pack it uploaded, still in data/
- *   I4 lock exclusion: two processes whose locks were never broken never hold conflicting locks
- *   I5 no cairn process commits (index write, snapshot write, any deletion) after its lock
- *      was broken
+ * Data.  5 blobs (bit masks in a byte), 8 pack slots, 9 index-file slots and 4 snapshot slots,
+ * each slot written by one fixed step (so that equivalent states are not told apart by slot
+ * numbers):
+ *   packs   0..3 initial, 4 cairn_backup, 5 restic_backup, 6 prune_a's repack, 7 prune_b's
+ *   index   0 initial, 1 cairn_backup, 2 restic_backup, 3..5 prune_a phases, 6..7 prune_b,
+ *           8 restic_prune
+ *   snaps   0,1 initial, 2 cairn_backup, 3 restic_backup
  *
- * Configuration (-D...): FULL adds a second cairn prune run and a restic prune.
- * SWEEP_FULL makes the sweep recompute the used set from every snapshot (default: incremental
- * from the snapshots the mark did not see).  Deliberately broken variants: BUG_*, see below.
+ * Invariants (the monitor asserts I1..I4 in every reachable state; I5 at every commit):
+ *   I1 every blob of every snapshot is in a pack that exists and is listed by an index file
+ *   I2 every pack listed by an index file exists
+ *   I3 a process holding a lock that was never broken finds every pack of the index it
+ *      loaded, and every pack it uploaded, still in data/
+ *   I4 two processes whose locks were never broken never hold conflicting locks
+ *   I5 no cairn process commits (writes an index or snapshot, deletes anything) after its
+ *      lock was broken
+ *
+ * Options (-D...): WITH_PB (add prune_b), WITH_RP (add restic_prune), FULL (both), SWEEP_FULL (the sweep recomputes the
+ * used set from every snapshot instead of only those the mark did not see), NSUSP=n,
+ * PRUNE_PHASES=n, NO_CB/NO_RB/NO_FG (leave an actor out), FORGET_ANY (forget may pick any
+ * snapshot; default: the initial S1 or a backup's snapshot).
+ * Deliberately broken variants (each must produce an assertion violation):
+ *   BUG_SWEEP_NONEXCL         sweep under a non-exclusive lock
+ *   BUG_MARK_DELETES_ORPHANS  phase 1 deletes packs that are in no index (H11)
+ *   BUG_REFRESH_NOCHECK       refresh re-creates a lock without checking the old one (H02)
+ *   BUG_UNSOUND_STALE         unlock removes live locks (clock skew H03, PID namespace H04)
+ *   BUG_NO_FREEZE             frozen between the pre-commit check and the write (A-FREEZE)
+ *   BUG_NO_PRECOMMIT          cairn commits without checking its lock (restic 0.14 style)
+ *   BUG_INCR_BY_TIME          incremental sweep picks "new" snapshots by time, not ID (H09)
+ *   BUG_ELSEWHERE_PENDING     "blob present elsewhere" counts other pending packs (H16)
+ *   RESTIC_SUSPEND            restic 0.14 resumes after its lock was broken (H02, residual)
+ * -DNO_I5 leaves out the I5 check, so that a broken variant runs on into the data loss.
+ * Reachability probes (each must produce an assertion violation, which shows the good model
+ * really reaches that situation, i.e. the verification is not vacuous):
+ *   PROBE_RECOVER PROBE_ORPHAN_DELETE PROBE_REPACKED_DELETE PROBE_BACKUP_ABORT
  */
 
-#define NB   5     /* blobs b0..b4 */
+#ifdef FULL
+#define WITH_PB
+#define WITH_RP
+#endif
+
 #define NPK  8     /* pack slots */
-#define NIX  12    /* index file slots */
+#define NIX  9     /* index file slots */
 #define NS   4     /* snapshot slots */
 
 /* process ids (indices into the lock arrays) */
 #define CB 0       /* cairn backup */
 #define RB 1       /* restic 0.14 backup */
 #define FG 2       /* cairn forget */
-#define PA 3       /* cairn prune run A: sweep, then mark */
+#define PA 3       /* cairn prune run(s) A */
 #define PB 4       /* cairn prune run B (FULL) */
 #define RP 5       /* restic prune (FULL) */
 #define NP 6
 
 #ifndef PRUNE_PHASES
-#define PRUNE_PHASES 3   /* prune_a: sweep, mark, sweep */
+#define PRUNE_PHASES 3
+#endif
+#ifndef NSUSP
+#define NSUSP 2
 #endif
 
 /* lock file states */
 #define NONE  0
 #define FRESH 1
-#define OLD   2    /* not refreshed for STALE_AFTER: a sound observer may call it stale */
+#define OLD   2
 
 #define BIT(x) (1 << (x))
 
-/* blob contents of the two backups */
+/* blobs the backups store */
 #define CB_CONTENT 28   /* b2 b3 b4 */
 #define RB_CONTENT 12   /* b2 b3 */
 
-/* ---------------- repository state ---------------- */
+/* ---------------- repository ---------------- */
 byte pk_blobs[NPK];        /* blobs in pack i */
-byte pk_exists;            /* data/ listing */
-byte npk = 4;              /* next free pack slot */
+byte pk_exists;            /* data/ */
 
-short ix_exists;           /* index/ listing (bit mask over NIX slots) */
-byte ix_packs[NIX];        /* packs listed by index file i ("packs" array) */
+short ix_exists;           /* index/ (bit mask over NIX slots) */
+byte ix_packs[NIX];        /* packs listed by index file i (restic's "packs") */
 byte ix_pend[NIX];         /* packs recorded as pending deletion (cairn_pending) */
-byte ix_smark[NIX];        /* snapshots the mark that wrote the entries had seen */
-byte ix_keep[96];          /* [file*NPK+pack]: blobs of the pending pack that were used at mark time */
-byte nix = 1;              /* next free index slot */
+byte ix_smark[NIX];        /* snapshot IDs the mark that wrote the pending entries had seen */
+byte ix_keep[72];          /* [file*NPK+pack]: blobs of the pending pack used at mark time */
 
-byte sn_exists;            /* snapshots/ listing */
-byte sn_blobs[NS];         /* blobs referenced (transitively) by snapshot i */
+byte sn_exists;            /* snapshots/ */
+byte sn_blobs[NS];         /* blobs snapshot i references (its trees and data) */
 
 #ifdef BUG_INCR_BY_TIME
-byte ix_mepoch[NIX];       /* "time" of the mark that wrote the file */
-byte sn_epoch[NS];         /* "time" field of the snapshot = start of its backup */
-byte mark_epoch;           /* the clock */
+byte ix_mepoch[NIX];       /* time of the mark that wrote index file i */
+byte sn_epoch[NS];         /* time field of snapshot i = start of its backup */
+byte mark_epoch;
 #endif
 
 /* ---------------- locks ---------------- */
 byte lk_cur[NP];           /* the process's current lock file */
-byte lk_new[NP];           /* the replacement written during a refresh */
-bool lk_excl[NP];          /* lock file says exclusive */
-bool lk_prune[NP];         /* lock file says cairn_op=prune-* (cairn prunes exclude each other) */
-bool inlock[NP];           /* process has written its lock and not released it */
-bool held[NP];             /* process believes it holds its lock */
-bool broken[NP];           /* all its lock files were removed by someone else while inlock */
-bool win[NP];              /* between a successful pre-commit check and the end of that commit */
-bool crashed[NP];          /* restic process crashed (never runs again) */
+byte lk_new[NP];           /* its replacement while a refresh is under way */
+bool lk_excl[NP];          /* lock says exclusive */
+bool lk_prune[NP];         /* lock says cairn_op=prune-*: cairn prunes exclude each other */
+bool inlock[NP];           /* has written its lock and not released it */
+bool held[NP];             /* believes it holds its lock */
+bool broken[NP];           /* someone else removed all its lock files while inlock */
+bool win[NP];              /* between a passed pre-commit check and the end of that write */
+bool crashed[NP];          /* restic process crashed */
+byte nsusp = NSUSP;
 
-/* ---------------- what each process relies on (for I3) ---------------- */
+/* ---------------- what each process relies on (I3) ---------------- */
 bool viewing[NP];
-byte view[NP];             /* packs of its loaded index */
+byte view[NP];             /* packs of the index it loaded */
 byte upl[NP];              /* packs it uploaded */
 
 /* ---------------- helpers ---------------- */
 
-/* c := some other process has a lock file that conflicts with p's */
+/* I5: a cairn process commits only while its lock was never broken.  -DNO_I5 drops this
+ * check so that a broken variant runs on into the data loss that I1..I3 then detect. */
+#ifdef NO_I5
+#define COMMIT_OK(p) skip
+#else
+#define COMMIT_OK(p) assert(!broken[p])
+#endif
+
+/* c := another process has a lock file that conflicts with p's (stale ones too) */
 inline conflict(p, c) {
   c = 0; i = 0;
   do
@@ -131,11 +177,12 @@ inline conflict(p, c) {
   i = 0
 }
 
-/* Acquire: write own lock, (200 ms), recheck: no conflicting lock, own lock still there. */
+/* Acquire: write own lock; 200 ms later recheck: no conflicting lock, own lock still there.
+ * restic also checks once before writing; that only avoids needless writes, and leaving it
+ * out only adds behaviours. */
 inline acquire(p, ex, pr, ok) {
-  /* The initial list+check before writing (restic does it) only avoids needless writes;
-   * omitting it here only adds behaviours (the recheck decides). */
   atomic { lk_excl[p] = ex; lk_prune[p] = pr; lk_cur[p] = FRESH; inlock[p] = 1 };
+                                                              /* lock.after-write */
   d_step {
     conflict(p, c);
     if
@@ -147,12 +194,12 @@ inline acquire(p, ex, pr, ok) {
   }
 }
 
-/* Refresh by replacement: write the new lock file, then delete the old one only if it is
- * still there; if it is gone (broken as stale), the lock is lost: remove the new one. */
+/* Refresh by replacement: write the new lock file; then, only if the old one is still
+ * there, delete it and adopt the new one; otherwise the lock is lost: remove the new one. */
 inline refresh(p) {
-  lk_new[p] = FRESH;                                     /* failpoint lock.refresh.after-new */
+  lk_new[p] = FRESH;                                          /* lock.refresh.after-new */
 #ifdef BUG_REFRESH_NOCHECK
-  atomic { lk_cur[p] = FRESH; lk_new[p] = NONE }         /* re-creates a broken lock */
+  atomic { lk_cur[p] = FRESH; lk_new[p] = NONE }
 #else
   atomic {
     if
@@ -163,29 +210,35 @@ inline refresh(p) {
 #endif
 }
 
-/* Pre-commit check: my current lock file exists and was refreshed recently (FRESH);
- * refresh first if it is old; ok=0 means the lock is lost: abort without committing. */
+/* Pre-commit check: the current lock file exists and was refreshed recently.  If it is old
+ * (we were suspended), refresh once and check again.  ok=0: abort without committing. */
 inline precommit(p, ok) {
 #ifdef BUG_NO_PRECOMMIT
   atomic { ok = 1; win[p] = 1 }
 #else
-  ok = 0;
-  do
-  :: atomic { held[p] && lk_cur[p] == FRESH -> win[p] = 1; ok = 1 }; break
-  :: held[p] && lk_cur[p] == OLD -> refresh(p)
-  :: !held[p] || lk_cur[p] == NONE -> break
-  od
+  if
+  :: atomic { held[p] && lk_cur[p] == FRESH -> win[p] = 1; ok = 1 }
+  :: held[p] && lk_cur[p] == OLD ->
+     refresh(p);
+     atomic {
+       if
+       :: held[p] && lk_cur[p] == FRESH -> win[p] = 1; ok = 1
+       :: else -> ok = 0
+       fi
+     }
+  :: !held[p] || lk_cur[p] == NONE -> ok = 0
+  fi
 #endif
 }
 
 inline release(p) {
   atomic {
     lk_cur[p] = NONE; lk_new[p] = NONE; inlock[p] = 0; held[p] = 0; broken[p] = 0;
-    win[p] = 0; viewing[p] = 0; view[p] = 0; upl[p] = 0
+    win[p] = 0; viewing[p] = 0; view[p] = 0; upl[p] = 0; lk_excl[p] = 0; lk_prune[p] = 0
   }
 }
 
-/* v := packs listed by the existing index files, F := those files */
+/* v := packs listed by the index files, F := those files */
 inline load_index(v, F) {
   F = ix_exists; v = 0; i = 0;
   do
@@ -213,50 +266,78 @@ inline used_of(sm, out) {
   i = 0
 }
 
-inline alloc_index(f) {
-  assert(nix < NIX); f = nix; nix++
+/* delete the index files in F (each removal is idempotent; contents cleared so that equal
+ * repositories are equal states) */
+inline delete_index_files(F) {
+  i = 0;
+  do
+  :: i < NIX ->
+     if
+     :: F & BIT(i) ->
+        ix_packs[i] = 0; ix_pend[i] = 0; ix_smark[i] = 0;
+        ix_keep[i * NPK + 0] = 0; ix_keep[i * NPK + 1] = 0; ix_keep[i * NPK + 2] = 0;
+        ix_keep[i * NPK + 3] = 0; ix_keep[i * NPK + 4] = 0; ix_keep[i * NPK + 5] = 0;
+        ix_keep[i * NPK + 6] = 0; ix_keep[i * NPK + 7] = 0
+     :: else -> skip
+     fi;
+     i++
+  :: else -> break
+  od;
+  i = 0;
+  ix_exists = ix_exists & ~F
 }
 
-inline alloc_pack(x) {
-  assert(npk < NPK); x = npk; npk++
+inline delete_packs(m) {
+  i = 0;
+  do
+  :: i < NPK -> if :: m & BIT(i) -> pk_blobs[i] = 0 :: else -> skip fi; i++
+  :: else -> break
+  od;
+  i = 0;
+  pk_exists = pk_exists & ~m
 }
 
-/* ---------------- cairn backup ---------------- */
+/* ---------------- backups ---------------- */
+
 proctype cairn_backup() {
-  byte i, c, v, avail, need, newp, f;
+  byte i, c, v, avail, need;
   short F;
   bool ok;
   acquire(CB, 0, 0, ok);
   if :: !ok -> goto done :: else -> skip fi;
 #ifdef BUG_INCR_BY_TIME
-  sn_epoch[2] = mark_epoch;                 /* snapshot time = start of the backup */
+  sn_epoch[2] = mark_epoch;                   /* snapshot time = start of the backup */
 #endif
-  /* load the index after taking the lock; dedup only against packs not pending deletion */
+  /* load the index after locking; dedup only against listed packs that are not pending */
   d_step {
     load_index(v, F); view[CB] = v; viewing[CB] = 1;
-    F = 0; i = 0;
+    avail = 0; i = 0;
     do
-    :: i < NIX -> if :: ix_exists & BIT(i) -> F = F | ix_pend[i] :: else -> skip fi; i++
+    :: i < NIX -> if :: F & BIT(i) -> avail = avail | ix_pend[i] :: else -> skip fi; i++
     :: else -> break
     od;
     i = 0;
-    blobs_of(v & ~F, avail);
+    v = v & ~avail;
+    blobs_of(v, avail);
     need = CB_CONTENT & ~avail;
     v = 0; F = 0; avail = 0
   };
   if
   :: need != 0 ->
-     atomic { alloc_pack(newp); pk_blobs[newp] = need; pk_exists = pk_exists | BIT(newp); upl[CB] = BIT(newp) };
+     atomic { pk_blobs[4] = need; pk_exists = pk_exists | BIT(4); upl[CB] = BIT(4); need = 0 };
                                                               /* backup.after-pack-upload */
      precommit(CB, ok);
      if :: !ok -> goto abort :: else -> skip fi;
-     atomic { assert(!broken[CB]); alloc_index(f); ix_packs[f] = BIT(newp); ix_exists = ix_exists | BIT(f); win[CB] = 0; f = 0 }
+     atomic { COMMIT_OK(CB); ix_packs[1] = BIT(4); ix_exists = ix_exists | BIT(1); win[CB] = 0 }
                                                               /* backup.after-index-upload */
   :: else -> skip
   fi;
   precommit(CB, ok);                                          /* backup.before-snapshot */
+#ifdef PROBE_BACKUP_ABORT
+  assert(ok || !broken[CB]);  /* reachability probe: a backup whose lock was broken aborts */
+#endif
   if :: !ok -> goto abort :: else -> skip fi;
-  atomic { assert(!broken[CB]); sn_blobs[2] = CB_CONTENT; sn_exists = sn_exists | BIT(2); win[CB] = 0 }
+  atomic { COMMIT_OK(CB); sn_blobs[2] = CB_CONTENT; sn_exists = sn_exists | BIT(2); win[CB] = 0 };
                                                               /* backup.after-snapshot */
 abort:
   release(CB);
@@ -264,9 +345,8 @@ done:
   skip
 }
 
-/* ---------------- restic 0.14 backup: knows no marks, no pre-commit checks ---------------- */
 proctype restic_backup() {
-  byte i, c, v, avail, need, newp, f;
+  byte i, c, v, avail, need;
   short F;
   bool ok;
   {
@@ -277,14 +357,14 @@ proctype restic_backup() {
 #endif
     d_step {
       load_index(v, F); view[RB] = v; viewing[RB] = 1;
-      blobs_of(v, avail);                                   /* dedups against pending packs too */
+      blobs_of(v, avail);                     /* pending packs included: restic knows no marks */
       need = RB_CONTENT & ~avail;
       v = 0; F = 0; avail = 0
     };
     if
     :: need != 0 ->
-       atomic { alloc_pack(newp); pk_blobs[newp] = need; pk_exists = pk_exists | BIT(newp); upl[RB] = BIT(newp) };
-       atomic { alloc_index(f); ix_packs[f] = BIT(newp); ix_exists = ix_exists | BIT(f); f = 0 }
+       atomic { pk_blobs[5] = need; pk_exists = pk_exists | BIT(5); upl[RB] = BIT(5); need = 0 };
+       atomic { ix_packs[2] = BIT(5); ix_exists = ix_exists | BIT(2) }
     :: else -> skip
     fi;
     atomic { sn_blobs[3] = RB_CONTENT; sn_exists = sn_exists | BIT(3) };
@@ -294,14 +374,16 @@ rdone:
   } unless { crashed[RB] }
 }
 
-/* ---------------- cairn forget: deletes snapshot files only, non-exclusive lock ---------------- */
+/* ---------------- forget: deletes one snapshot file, non-exclusive lock ---------------- */
 proctype forget() {
   byte i, c, s;
   bool ok;
   acquire(FG, 0, 0, ok);
   if :: !ok -> goto fdone :: else -> skip fi;
   if
+#ifdef FORGET_ANY
   :: sn_exists & BIT(0) -> s = 0
+#endif
   :: sn_exists & BIT(1) -> s = 1
   :: sn_exists & BIT(2) -> s = 2
   :: sn_exists & BIT(3) -> s = 3
@@ -309,56 +391,61 @@ proctype forget() {
   fi;
   precommit(FG, ok);                                          /* forget.before-snapshot-delete */
   if :: !ok -> goto frelease :: else -> skip fi;
-  atomic { assert(!broken[FG]); sn_exists = sn_exists & ~BIT(s); win[FG] = 0; s = 0 };
-                                                              /* forget.after-snapshot-delete */
+  atomic { COMMIT_OK(FG); sn_exists = sn_exists & ~BIT(s); sn_blobs[s] = 0; win[FG] = 0; s = 0 };
 frelease:
   release(FG);
 fdone:
   skip
 }
 
-/* ---------------- cairn prune: phase 2 (sweep), then phase 1 (mark) ---------------- */
+/* ---------------- cairn prune ---------------- */
 
-inline sweep(p) {
-  acquire(p, 1, 1, ok);                      /* brief EXCLUSIVE lock, cairn_op=prune-sweep */
+/* Phase 2, sweep: under an exclusive lock, delete the pending packs whose mark is old enough
+ * and whose needed blobs are all in packs that stay; recover the others; write the new index,
+ * delete the old index files, then delete the packs. */
+inline sweep(p, nf) {
+#ifdef BUG_SWEEP_NONEXCL
+  acquire(p, 0, 1, ok);
+#else
+  acquire(p, 1, 1, ok);                                       /* cairn_op=prune-sweep, exclusive */
+#endif
   if :: !ok -> goto sw_done :: else -> skip fi;
-  /* fresh view under the exclusive lock: snapshots, index, data/ */
-  d_step {
-    Snow = sn_exists; data = pk_exists;
-    load_index(V, F);
-    pany = 0; f = 0;
-    do
-    :: f < NIX -> if :: F & BIT(f) -> pany = pany | ix_pend[f] :: else -> skip fi; f++
-    :: else -> break
-    od;
-    /* an indexed pack is pending only if every index file listing it marks it pending */
-    PI = 0; x = 0;
-    do
-    :: x < NPK ->
-       if
-       :: (V & pany) & BIT(x) ->
-          ok2 = 1; f = 0;
-          do
-          :: f < NIX ->
-             if
-             :: (F & BIT(f)) && (ix_packs[f] & BIT(x)) && !(ix_pend[f] & BIT(x)) -> ok2 = 0
-             :: else -> skip
-             fi;
-             f++
-          :: else -> break
-          od;
-          if :: ok2 -> PI = PI | BIT(x) :: else -> skip fi
-       :: else -> skip
-       fi;
-       x++
-    :: else -> break
-    od;
-    PO = pany & ~V;                          /* pending orphans: pending, in no index */
-    f = 0; x = 0; ok2 = 0
-  };
-  if :: (PI | PO) == 0 -> goto sw_release :: else -> skip fi;
-  /* which marks are older than --keep-delete: any subset (covers every grace period) */
   atomic {
+    /* a fresh view: snapshots, index, data/ */
+    d_step {
+      Snow = sn_exists; data = pk_exists;
+      load_index(V, F);
+      pany = 0; f = 0;
+      do
+      :: f < NIX -> if :: F & BIT(f) -> pany = pany | ix_pend[f] :: else -> skip fi; f++
+      :: else -> break
+      od;
+      /* a listed pack is pending only if every index file listing it marks it pending */
+      PI = 0; x = 0;
+      do
+      :: x < NPK ->
+         if
+         :: (V & pany) & BIT(x) ->
+            ok2 = 1; f = 0;
+            do
+            :: f < NIX ->
+               if
+               :: (F & BIT(f)) && (ix_packs[f] & BIT(x)) && !(ix_pend[f] & BIT(x)) -> ok2 = 0
+               :: else -> skip
+               fi;
+               f++
+            :: else -> break
+            od;
+            if :: ok2 -> PI = PI | BIT(x) :: else -> skip fi
+         :: else -> skip
+         fi;
+         x++
+      :: else -> break
+      od;
+      PO = pany & ~V;                         /* pending orphans: in no index */
+      f = 0; x = 0; ok2 = 0; pany = 0
+    };
+    /* which marks are older than --keep-delete: any subset */
     AG = 0; x = 0;
     do
     :: x < NPK ->
@@ -371,8 +458,9 @@ inline sweep(p) {
     od;
     x = 0
   };
+  if :: AG == 0 -> goto sw_release :: else -> skip fi;
   d_step {
-    /* sref = snapshots every relevant mark had seen */
+    /* sref: snapshots every mark with entries in this index had seen */
     sref = 255; f = 0;
     do
     :: f < NIX -> if :: (F & BIT(f)) && ix_pend[f] != 0 -> sref = sref & ix_smark[f] :: else -> skip fi; f++
@@ -383,30 +471,28 @@ inline sweep(p) {
 #ifdef SWEEP_FULL
     used_of(Snow, U);
 #else
-    used_of(Snow & ~sref, U);                /* only snapshots the marks did not see */
+    used_of(Snow & ~sref, U);                 /* only the snapshots the marks did not see */
 #endif
-    cover_ok = ((U & ~VB) == 0);             /* a used blob in no existing indexed pack: abort */
-    VB = 0
+    cover_ok = ((U & ~VB) == 0);              /* a used blob in no present, listed pack: abort */
+    VB = 0; U = 0
   };
   if :: !cover_ok -> goto sw_release :: else -> skip fi;
   d_step {
-    K = V & data & ~PI;                      /* packs that stay: indexed, present, not pending */
+    K = V & data & ~PI;                       /* packs that stay: listed, present, not pending */
     blobs_of(K, KB);
     DEL = 0; REC = 0; x = 0;
     do
     :: x < NPK ->
        if
-       :: PI & BIT(x) ->
+       :: (PI & AG) & BIT(x) ->
           if
-          :: !(data & BIT(x)) -> DEL = DEL | BIT(x)      /* listed but missing: drop the entry */
-          :: (data & BIT(x)) && !(AG & BIT(x)) -> skip   /* grace period not over */
-          :: (data & BIT(x)) && (AG & BIT(x)) ->
-             /* blobs of this pack that some snapshot needs */
+          :: !(data & BIT(x)) -> DEL = DEL | BIT(x)       /* listed but missing: drop the entry */
+          :: else ->
 #ifdef SWEEP_FULL
              used_of(Snow, U);
              need = pk_blobs[x] & U;
 #else
-             /* keep blobs recorded by the marks + blobs used by snapshots they did not see */
+             /* blobs the marks recorded as used + blobs used by snapshots they did not see */
              need = 0; sx = 255; f = 0;
              do
              :: f < NIX ->
@@ -420,8 +506,6 @@ inline sweep(p) {
              od;
              f = 0;
 #ifdef BUG_INCR_BY_TIME
-             /* BUG: "new" snapshots chosen by their time field (backup start) being later
-              * than the mark's time, instead of by the set of snapshot IDs the mark saw */
              sx = 255; f = 0;
              do
              :: f < NIX ->
@@ -445,7 +529,6 @@ inline sweep(p) {
              sx = 0;
 #endif
 #ifdef BUG_ELSEWHERE_PENDING
-             /* BUG: "present elsewhere in the index" counts other pending packs */
              blobs_of((V & data) & ~BIT(x), cov);
 #else
              cov = KB;
@@ -462,16 +545,20 @@ inline sweep(p) {
     :: else -> break
     od;
     x = 0;
-    DELO = PO & AG & data;                   /* orphans still in no index, grace over */
+    DELO = PO & AG & data;                    /* orphans still in no index, grace over */
     K = 0; KB = 0
   };
+#ifdef PROBE_RECOVER
+  assert(REC == 0);           /* reachability probe: the sweep recovers a pending pack */
+#endif
+#ifdef PROBE_ORPHAN_DELETE
+  assert(DELO == 0);          /* reachability probe: the sweep deletes a pending orphan */
+#endif
   if :: (DEL | DELO | REC) == 0 -> goto sw_release :: else -> skip fi;
-  /* new index first: without the deleted packs, recovered packs unmarked */
   precommit(p, ok);
   if :: !ok -> goto sw_release :: else -> skip fi;
   atomic {
-    assert(!broken[p]);
-    alloc_index(nf);
+    COMMIT_OK(p);
     ix_packs[nf] = V & ~DEL;
     ix_pend[nf] = (PI & ~DEL & ~REC) | (PO & ~DELO & data);
     ix_smark[nf] = sref;
@@ -487,7 +574,7 @@ inline sweep(p) {
           do
           :: f < NIX ->
              if
-             :: (F & BIT(f)) && (ix_pend[f] & BIT(x)) -> ix_keep[nf * NPK + x] = ix_keep[nf * NPK + x] | ix_keep[f * NPK + x]
+             :: (F & BIT(f)) && (ix_pend[f] & BIT(x)) -> ix_keep[(nf) * NPK + x] = ix_keep[(nf) * NPK + x] | ix_keep[f * NPK + x]
              :: else -> skip
              fi;
              f++
@@ -504,7 +591,7 @@ inline sweep(p) {
   };                                                          /* prune.sweep.after-new-index */
   precommit(p, ok);
   if :: !ok -> goto sw_release :: else -> skip fi;
-  atomic { assert(!broken[p]); ix_exists = ix_exists & ~F; win[p] = 0 };
+  atomic { COMMIT_OK(p); delete_index_files(F); win[p] = 0 };
                                                               /* prune.sweep.after-old-index-delete */
   DEL = DEL | DELO;
   do
@@ -513,39 +600,45 @@ inline sweep(p) {
      precommit(p, ok);                                        /* prune.sweep.before-pack-delete */
      if :: !ok -> break :: else -> skip fi;
      atomic {
-       assert(!broken[p]);
+       COMMIT_OK(p);
        x = 0;
        do
        :: DEL & BIT(x) -> break
        :: else -> x++
        od;
-       pk_exists = pk_exists & ~BIT(x); DEL = DEL & ~BIT(x); x = 0;
+#ifdef PROBE_REPACKED_DELETE
+       assert(x != 1);         /* reachability probe: P1 deleted after its used blob was repacked */
+#endif
+       delete_packs(BIT(x)); DEL = DEL & ~BIT(x); x = 0;
        win[p] = 0
      }                                                        /* prune.sweep.mid-pack-delete */
   od;
 sw_release:
   release(p);
-  d_step { Snow = 0; data = 0; V = 0; F = 0; pany = 0; PI = 0; PO = 0; AG = 0; sref = 0; U = 0;
-           cover_ok = 0; DEL = 0; DELO = 0; REC = 0; nf = 0 };
+  d_step { Snow = 0; data = 0; V = 0; F = 0; PI = 0; PO = 0; AG = 0; sref = 0;
+           cover_ok = 0; DEL = 0; DELO = 0; REC = 0; ok = 0 };
 sw_done:
   skip
 }
 
-inline mark(p) {
-  acquire(p, 0, 1, ok);                      /* non-exclusive, cairn_op=prune-mark */
+/* Phase 1, mark: under a non-exclusive prune lock, list snapshots, then load the index;
+ * repack partly used packs; write an index that still lists every pack, the unused and
+ * repacked ones (and orphans) recorded as pending; delete the index files it replaced.
+ * Nothing is deleted from data/. */
+inline mark(p, nf, rp) {
+  acquire(p, 0, 1, ok);                                       /* cairn_op=prune-mark */
   if :: !ok -> goto mk_done :: else -> skip fi;
-  /* read order: list snapshots before loading the index */
   d_step {
-    Snow = sn_exists; used_of(Snow, U)
+    Snow = sn_exists; used_of(Snow, U)        /* snapshots first ... */
 #ifdef BUG_INCR_BY_TIME
     ; mark_epoch++
 #endif
   };
-  d_step { load_index(V, F); view[p] = V; viewing[p] = 1 };
-  d_step { blobs_of(V, VB); cover_ok = ((U & ~VB) == 0); VB = 0 };
+  d_step { load_index(V, F); view[p] = V; viewing[p] = 1;      /* ... then the index */
+           blobs_of(V, VB); cover_ok = ((U & ~VB) == 0); VB = 0 };
   if :: !cover_ok -> goto mk_release :: else -> skip fi;      /* index incomplete: abort */
-  d_step { data = pk_exists; PO = data & ~V };                /* orphans: in data/, in no index */
   d_step {
+    data = pk_exists; PO = data & ~V;         /* orphans: in data/, in no index */
     K = 0; PI = 0; cov = 0; x = 0;
     do
     :: x < NPK ->
@@ -553,8 +646,8 @@ inline mark(p) {
        :: V & BIT(x) ->
           need = pk_blobs[x] & U;
           if
-          :: need == pk_blobs[x] -> K = K | BIT(x)                      /* fully used: keep */
-          :: need == 0 -> PI = PI | BIT(x); mk[x] = 0                   /* unused: pending */
+          :: need == pk_blobs[x] -> K = K | BIT(x)                      /* fully used */
+          :: need == 0 -> PI = PI | BIT(x); mk[x] = 0                   /* unused */
           :: else -> PI = PI | BIT(x); mk[x] = need; cov = cov | need   /* partly used: repack */
           fi
        :: else -> skip
@@ -564,89 +657,83 @@ inline mark(p) {
     od;
     x = 0; need = 0;
     blobs_of(K, KB);
-    cov = cov & ~KB;                         /* blobs to copy: not already in a kept pack */
-    K = 0; KB = 0
+    cov = cov & ~KB;                          /* copy only blobs not already in a kept pack */
+    K = 0; KB = 0; data = 0
   };
   if :: (PI | PO) == 0 -> goto mk_release :: else -> skip fi;
-  nf = 255;
   if
   :: cov != 0 ->
-     atomic { alloc_pack(nf); pk_blobs[nf] = cov; pk_exists = pk_exists | BIT(nf); upl[p] = BIT(nf); cov = 0 }
+     atomic { pk_blobs[rp] = cov; pk_exists = pk_exists | BIT(rp); upl[p] = BIT(rp); cov = 0; V = V | BIT(rp) }
                                                               /* prune.mark.after-repack-pack */
   :: else -> skip
   fi;
   precommit(p, ok);
   if :: !ok -> goto mk_release :: else -> skip fi;
   atomic {
-    assert(!broken[p]);
-    alloc_index(f);
-    if :: nf != 255 -> ix_packs[f] = V | BIT(nf) :: else -> ix_packs[f] = V fi;
-    ix_pend[f] = PI | PO;
-    ix_smark[f] = Snow;
+    COMMIT_OK(p);
+    ix_packs[nf] = V;
+    ix_pend[nf] = PI | PO;
+    ix_smark[nf] = Snow;
 #ifdef BUG_INCR_BY_TIME
-    ix_mepoch[f] = mark_epoch;
+    ix_mepoch[nf] = mark_epoch;
 #endif
     x = 0;
     do
-    :: x < NPK -> ix_keep[f * NPK + x] = mk[x]; mk[x] = 0; x++
+    :: x < NPK -> ix_keep[(nf) * NPK + x] = mk[x]; mk[x] = 0; x++
     :: else -> break
     od;
     x = 0;
-    ix_exists = ix_exists | BIT(f);
-    f = 0;
+    ix_exists = ix_exists | BIT(nf);
     win[p] = 0
   };                                                          /* prune.mark.after-new-index */
   precommit(p, ok);
   if :: !ok -> goto mk_release :: else -> skip fi;
-  atomic { assert(!broken[p]); ix_exists = ix_exists & ~F; win[p] = 0 };
+  atomic { COMMIT_OK(p); delete_index_files(F); win[p] = 0 };
                                                               /* prune.mark.after-old-index-delete */
 #ifdef BUG_MARK_DELETES_ORPHANS
   precommit(p, ok);
   if :: !ok -> goto mk_release :: else -> skip fi;
-  atomic { pk_exists = pk_exists & ~PO; win[p] = 0 };
+  atomic { delete_packs(PO); win[p] = 0 };
 #endif
 mk_release:
   release(p);
-  d_step { Snow = 0; data = 0; V = 0; F = 0; PI = 0; PO = 0; U = 0; cover_ok = 0; cov = 0; nf = 0;
+  d_step { Snow = 0; V = 0; F = 0; PI = 0; PO = 0; U = 0; cover_ok = 0; cov = 0; ok = 0;
            x = 0; do :: x < NPK -> mk[x] = 0; x++ :: else -> break od; x = 0 };
 mk_done:
   skip
 }
 
 #define PRUNE_LOCALS \
-  byte i, c, x, s2, f, nf, Snow, data, V, pany, PI, PO, AG, sref, sx, U, VB, K, KB, DEL, DELO, REC, need, cov; \
+  byte i, c, x, s2, f, Snow, data, V, pany, PI, PO, AG, sref, sx, U, VB, K, KB, DEL, DELO, REC, need, cov; \
   short F; \
   byte mk[NPK]; \
   bool ok, ok2, cover_ok
 
-/* A prune run is: sweep due marks, then mark.  prune_a does PRUNE_PHASES phases in a row
- * (default sweep, mark, sweep), so that the marks it wrote get swept; prune_b (FULL) runs
- * one sweep and one mark concurrently with it. */
 proctype prune_a() {
   PRUNE_LOCALS;
   byte phase;
   do
   :: phase < PRUNE_PHASES ->
      if
-     :: phase % 2 == 0 -> sweep(PA)
-     :: else -> mark(PA)
+     :: phase % 2 == 0 -> sweep(PA, 3 + phase)
+     :: else -> mark(PA, 3 + phase, 6)
      fi;
      phase++
   :: else -> break
   od
 }
 
-#ifdef FULL
+#ifdef WITH_PB
 proctype prune_b() {
   PRUNE_LOCALS;
-  sweep(PB);
-  mark(PB)
+  sweep(PB, 6);
+  mark(PB, 7, 7)
 }
+#endif
 
-/* restic prune: exclusive, one phase; deletes unreferenced packs at once; its index rewrite
- * drops cairn_pending; no pre-commit checks (restic 0.14). */
+#ifdef WITH_RP
 proctype restic_prune() {
-  byte i, c, x, f, V, U, data, DEL;
+  byte i, c, x, V, U, data, DEL;
   short F;
   bool ok;
   {
@@ -658,20 +745,19 @@ proctype restic_prune() {
       ok = ((U & ~x) == 0); x = 0
     };
     if :: !ok -> goto rp_release :: else -> skip fi;
-    atomic { pk_exists = pk_exists & V };                     /* delete unreferenced packs */
+    atomic { delete_packs(data & ~V); data = 0 };             /* unreferenced packs first */
     d_step {
       DEL = 0; x = 0;
       do
       :: x < NPK -> if :: (V & BIT(x)) && (pk_blobs[x] & U) == 0 -> DEL = DEL | BIT(x) :: else -> skip fi; x++
       :: else -> break
       od;
-      x = 0
+      x = 0; U = 0
     };
     if :: DEL == 0 -> goto rp_release :: else -> skip fi;
-    atomic { alloc_index(f); ix_packs[f] = V & ~DEL; ix_pend[f] = 0; ix_smark[f] = 0;
-             ix_exists = ix_exists | BIT(f); f = 0 };
-    atomic { ix_exists = ix_exists & ~F };
-    atomic { pk_exists = pk_exists & ~DEL };
+    atomic { ix_packs[8] = V & ~DEL; ix_exists = ix_exists | BIT(8) };   /* marks dropped */
+    atomic { delete_index_files(F) };
+    atomic { delete_packs(DEL) };
 rp_release:
     release(RP);
 rp_done:
@@ -680,9 +766,9 @@ rp_done:
 }
 #endif
 
-/* ---------------- unlock: removes stale lock files ---------------- */
+/* ---------------- unlock ---------------- */
 #ifdef BUG_UNSOUND_STALE
-#define STALE(x) (x != NONE)       /* BUG: clock skew / other PID namespace: fresh locks look stale */
+#define STALE(x) (x != NONE)
 #else
 #define STALE(x) (x == OLD)
 #endif
@@ -700,24 +786,17 @@ end:
   UNLOCK(RB)
   UNLOCK(FG)
   UNLOCK(PA)
-#ifdef FULL
   UNLOCK(PB)
   UNLOCK(RP)
-#endif
   od
 }
 
 /* ---------------- time: suspension (cairn) and crash (restic) ---------------- */
 #ifdef BUG_NO_FREEZE
-#define FROZEN_OK(q) true          /* BUG: frozen between the pre-commit check and the write */
+#define FROZEN_OK(q) true
 #else
 #define FROZEN_OK(q) (!win[q])
 #endif
-
-#ifndef NSUSP
-#define NSUSP 2        /* at most this many suspensions/crashes in a run */
-#endif
-byte nsusp = NSUSP;
 
 #define SUSPEND(q) \
   :: atomic { nsusp > 0 && FROZEN_OK(q) && (lk_cur[q] == FRESH || lk_new[q] == FRESH) -> nsusp--; \
@@ -733,23 +812,19 @@ proctype clock() {
 end:
   do
   SUSPEND(CB)
-#ifdef SUSPEND_FORGET
   SUSPEND(FG)
-#endif
   SUSPEND(PA)
 #ifdef RESTIC_SUSPEND
   SUSPEND(RB)
 #else
   CRASH(RB)
 #endif
-#ifdef FULL
   SUSPEND(PB)
   CRASH(RP)
-#endif
   od
 }
 
-/* ---------------- invariants, checked in every reachable state ---------------- */
+/* ---------------- invariants I1..I4 in every reachable state ---------------- */
 hidden byte mi, mj, mv, mb;
 
 proctype monitor() {
@@ -761,32 +836,27 @@ end:
        :: mi < NIX -> if :: ix_exists & BIT(mi) -> mv = mv | ix_packs[mi] :: else -> skip fi; mi++
        :: else -> break
        od;
-       /* I2: indexed packs exist */
-       assert((mv & ~pk_exists) == 0);
+       assert((mv & ~pk_exists) == 0);                                        /* I2 */
        mb = 0; mi = 0;
        do
        :: mi < NPK -> if :: (mv & pk_exists) & BIT(mi) -> mb = mb | pk_blobs[mi] :: else -> skip fi; mi++
        :: else -> break
        od;
-       /* I1: snapshot blobs are in existing, indexed packs */
        mi = 0;
        do
-       :: mi < NS -> if :: sn_exists & BIT(mi) -> assert((sn_blobs[mi] & ~mb) == 0) :: else -> skip fi; mi++
+       :: mi < NS -> if :: sn_exists & BIT(mi) -> assert((sn_blobs[mi] & ~mb) == 0) :: else -> skip fi; mi++  /* I1 */
        :: else -> break
        od;
-       /* I3: an unbroken lock holder's view and uploads exist */
        mi = 0;
        do
        :: mi < NP ->
           if
-          :: held[mi] && !broken[mi] && viewing[mi] -> assert(((view[mi] | upl[mi]) & ~pk_exists) == 0)
-          :: held[mi] && !broken[mi] && !viewing[mi] -> assert((upl[mi] & ~pk_exists) == 0)
+          :: held[mi] && !broken[mi] -> assert(((view[mi] | upl[mi]) & ~pk_exists) == 0)  /* I3 */
           :: else -> skip
           fi;
           mi++
        :: else -> break
        od;
-       /* I4: exclusion among unbroken holders */
        mi = 0;
        do
        :: mi < NP ->
@@ -795,7 +865,7 @@ end:
           :: mj < NP ->
              if
              :: held[mi] && !broken[mi] && held[mj] && !broken[mj] ->
-                assert(!(lk_excl[mi] || lk_excl[mj] || (lk_prune[mi] && lk_prune[mj])))
+                assert(!(lk_excl[mi] || lk_excl[mj] || (lk_prune[mi] && lk_prune[mj])))   /* I4 */
              :: else -> skip
              fi;
              mj++
@@ -811,12 +881,12 @@ end:
 
 init {
   atomic {
-    /* P0={b0} P1={b1,b2} P2={b3} P3={b3} (duplicate of P2, pending from an earlier mark) */
+    /* P0={b0} P1={b1,b2} P2={b3} P3={b3}: P3 duplicates P2 and is pending from an earlier mark */
     pk_blobs[0] = BIT(0); pk_blobs[1] = BIT(1) | BIT(2); pk_blobs[2] = BIT(3); pk_blobs[3] = BIT(3);
     pk_exists = 15;
-    /* S0={b0,b1} S1={b3}; b2 unused (P1 is a repack candidate) */
+    /* S0={b0,b1} S1={b3}; b2 is unused, so P1 is a repack candidate */
     sn_blobs[0] = BIT(0) | BIT(1); sn_blobs[1] = BIT(3); sn_exists = 3;
-    /* index file 0 lists P0..P3; P3 pending, its used blob b3 kept (also in P2); the mark saw S0,S1 */
+    /* index file 0 lists P0..P3; P3 pending, its used blob b3 recorded; that mark saw S0,S1 */
     ix_packs[0] = 15; ix_pend[0] = BIT(3); ix_keep[0 * NPK + 3] = BIT(3); ix_smark[0] = 3;
     ix_exists = 1;
     run monitor();
@@ -832,9 +902,12 @@ init {
     run forget();
 #endif
     run prune_a();
-#ifdef FULL
+#ifdef WITH_PB
     run prune_b();
-    run restic_prune()
 #endif
+#ifdef WITH_RP
+    run restic_prune();
+#endif
+    skip
   }
 }

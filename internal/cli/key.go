@@ -8,7 +8,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -129,18 +128,22 @@ func runKeyList(ctx context.Context, g *globalOptions) error {
 	if g.JSON {
 		return g.printJSON(keys)
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, " ID\tUser\tHost\tCreated")
-	fmt.Fprintln(tw, "----------------------------------------------")
+	userW, hostW := len("User"), len("Host")
+	for _, k := range keys {
+		userW = max(userW, len(k.UserName))
+		hostW = max(hostW, len(k.HostName))
+	}
+	line := strings.Repeat("-", 9+2+userW+2+hostW+2+len(keyTimeFormat))
+	fmt.Fprintf(g.stdout, "%-9s  %-*s  %-*s  %s\n%s\n", " ID", userW, "User", hostW, "Host", "Created", line)
 	for _, k := range keys {
 		mark := " "
 		if k.Current {
 			mark = "*"
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\n", mark, k.ID[:8], k.UserName, k.HostName, k.Created)
+		fmt.Fprintf(g.stdout, "%s%s  %-*s  %-*s  %s\n", mark, k.ID[:8], userW, k.UserName, hostW, k.HostName, k.Created)
 	}
-	fmt.Fprintln(tw, "----------------------------------------------")
-	return tw.Flush()
+	_, err = fmt.Fprintln(g.stdout, line)
+	return err
 }
 
 // readNewPassword reads the new password for key add/passwd: from the file

@@ -125,6 +125,9 @@ func TestKeyAddPasswdRemove(t *testing.T) {
 	if n := len(admKeyList(t, repoDir)); n != 2 {
 		t.Fatalf("%d keys after a refused remove", n)
 	}
+	if r := cairn(t, "-r", repoDir, "key", "remove", strings.Repeat("ab", 32)); r.code == 0 {
+		t.Fatal("removing a key that does not exist succeeded")
+	}
 
 	// key passwd (while using the second password): key2 is replaced
 	pw3 := admWriteFile(t, filepath.Join(tmp, "pw3"), "third password")

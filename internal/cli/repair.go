@@ -87,6 +87,9 @@ func idStrings(ids core.IDs) []string {
 }
 
 func runRepairIndex(ctx context.Context, g *globalOptions, readAll bool) error {
+	// A repair must see what the backend holds, not cached copies (H35);
+	// later commands drop cached files that no longer exist when they list.
+	g.NoCache = true
 	r, err := g.openRepository(ctx)
 	if err != nil {
 		return err
@@ -195,6 +198,7 @@ type repairSnapshotsSummaryJSON struct {
 }
 
 func runRepairSnapshots(ctx context.Context, g *globalOptions, o repairSnapshotsOptions, args []string) error {
+	g.NoCache = true // see runRepairIndex
 	r, err := g.openRepository(ctx)
 	if err != nil {
 		return err

@@ -32,7 +32,7 @@ func stressRounds(short, long int) int {
 
 // ledger records acknowledged snapshots and the source each one saved.
 type ledger struct {
-	mu      sync.Mutex // guards acked, forgotten
+	mu      sync.Mutex        // guards acked, forgotten
 	acked   map[string]string // snapshot ID -> source dir
 	forgot  map[string]bool
 	backups int

@@ -146,6 +146,9 @@ func startProcess(name, bin string, args, env []string, dir string) (*process, e
 	cmd.Stdout = lb
 	cmd.Stderr = lb
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Descendants that outlive the server must not keep Wait waiting for
+	// the output pipes.
+	cmd.WaitDelay = 3 * time.Second
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -179,25 +182,77 @@ func (p *process) waitListening(addr string) error {
 	}
 }
 
-// stop sends SIGTERM to the process group, waits, then kills the group.
+// stop sends SIGTERM to the process group, waits, then kills the group
+// and every descendant of the server (sshd's per-connection processes
+// start sessions of their own, so they leave the group).
 func (p *process) stop() error {
-	pgid := p.cmd.Process.Pid
+	pid := p.cmd.Process.Pid
 	select {
 	case <-p.done:
 		return nil
 	default:
 	}
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	desc := descendants(pid)
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	var err error
 	select {
 	case <-p.done:
 	case <-time.After(stopTimeout):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-p.done
-		return fmt.Errorf("%s did not exit within %v of SIGTERM and was killed", p.name, stopTimeout)
+		err = fmt.Errorf("%s did not exit within %v of SIGTERM and was killed", p.name, stopTimeout)
 	}
-	// Children left in the group (per-connection sshd processes) go too.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	return nil
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	for _, d := range desc {
+		_ = syscall.Kill(d, syscall.SIGKILL)
+	}
+	return err
+}
+
+// descendants returns the process IDs of all descendants of pid, read
+// from /proc (Linux).
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name (field 2) is in parentheses and may contain
+		// spaces: the parent PID is the second field after the last ")".
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, err := strconv.Atoi(fields[1])
+		if err != nil {
+			continue
+		}
+		children[ppid] = append(children[ppid], n)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
 
 // startWithRetry picks a free port, starts the server via start, and waits

@@ -41,7 +41,9 @@ type SSHServer struct {
 	KnownHosts string
 	HostKey    ssh.PublicKey
 	// Dir is an empty scratch directory on the server's file system for
-	// repositories (the server runs on this machine).
+	// repositories (the server runs on this machine). It is in memory
+	// (/dev/shm) where possible, since every SFTP save fsyncs a file and a
+	// directory, and removed when the test ends.
 	Dir string
 }
 
@@ -67,12 +69,10 @@ func StartSSHD(t testing.TB) *SSHServer {
 	}
 	dir := t.TempDir()
 	cfgDir := filepath.Join(dir, "sshd")
-	data := filepath.Join(dir, "data")
-	for _, d := range []string{cfgDir, data} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Mkdir(cfgDir, 0o700); err != nil {
+		t.Fatal(err)
 	}
+	data := scratchDir(t)
 	hostPub, hostKeyPath := writeKey(t, cfgDir, "host_ed25519")
 	clientPub, clientKeyPath := writeKey(t, cfgDir, "client_ed25519")
 	authKeys := filepath.Join(cfgDir, "authorized_keys")
@@ -182,3 +182,26 @@ func (s *SSHServer) SFTPCommand() string {
 
 // String describes the server for messages.
 func (s *SSHServer) String() string { return fmt.Sprintf("sshd at %s (user %s)", s.Addr(), s.User) }
+
+// scratchDir returns a new empty directory in /dev/shm (a tmpfs, where
+// fsync is cheap) if possible, else in t.TempDir(); it is removed when t
+// ends.
+func scratchDir(t testing.TB) string {
+	t.Helper()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if d, err := os.MkdirTemp("/dev/shm", "cairn-test-"); err == nil {
+			t.Cleanup(func() {
+				// Saved files are read-only; the directories are not.
+				if err := os.RemoveAll(d); err != nil {
+					t.Errorf("remove scratch directory: %v", err)
+				}
+			})
+			return d
+		}
+	}
+	d := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
