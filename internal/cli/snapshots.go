@@ -116,9 +116,9 @@ func runSnapshots(ctx context.Context, g *globalOptions, o snapshotFilterOptions
 		}
 		return g.printJSON(out)
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 2, 2, ' ', 0)
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTime\tHost\tTags\tPaths")
-	fmt.Fprintln(tw, "----------------------------------------------------------------------")
 	for _, sn := range list {
 		paths := sn.Paths
 		first := ""
@@ -130,9 +130,22 @@ func runSnapshots(ctx context.Context, g *globalOptions, o snapshotFilterOptions
 			fmt.Fprintf(tw, "\t\t\t\t%s\n", p)
 		}
 	}
-	fmt.Fprintln(tw, "----------------------------------------------------------------------")
-	fmt.Fprintf(tw, "%d snapshots\n", len(list))
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	width := 0
+	for _, l := range lines {
+		width = max(width, len(strings.TrimRight(l, " ")))
+	}
+	dash := strings.Repeat("-", width)
+	out := []string{lines[0], dash}
+	out = append(out, lines[1:]...)
+	out = append(out, dash, fmt.Sprintf("%d snapshots", len(list)))
+	for _, l := range out {
+		fmt.Fprintln(g.stdout, strings.TrimRight(l, " "))
+	}
+	return nil
 }
 
 func keepLatest(list []*snapshot.Snapshot, n int) []*snapshot.Snapshot {
