@@ -89,7 +89,7 @@ func runLs(ctx context.Context, g *globalOptions, o lsOptions, args []string) er
 			return err
 		}
 	} else {
-		g.printf("snapshot %s of %v at %s):\n", sn.ID().Str(), sn.Paths, sn.Time)
+		g.printf("snapshot %s of %v at %s:\n", sn.ID().Str(), sn.Paths, sn.Time)
 	}
 	return walkTree(ctx, r, *sn.Tree, "/", func(p string, n *tree.Node) (bool, error) {
 		show, descend := lsMatch(p, n, dirs, o.recursive)

@@ -79,7 +79,7 @@ func Main(args []string) int {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	defer stop()
 	g := &globalOptions{stdout: stdout, stderr: stderr, stdin: stdin}
 	if pf := os.Getenv("CAIRN_CPU_PROFILE"); pf != "" {

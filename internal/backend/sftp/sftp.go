@@ -276,14 +276,25 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	defer b.release()
 	final := b.filename(h)
 	dir := path.Dir(final)
-	// Fail fast without uploading; publish re-checks atomically.
-	if ok, err := exists(s, final); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	} else if ok {
-		return fmt.Errorf("save %v: %w", h, backend.ErrAlreadyExists)
-	}
-
+	// Fail fast without uploading (publish re-checks atomically); the
+	// check and the creation of the temporary file run in parallel to
+	// save a round trip.
+	existsCh := make(chan error, 1)
+	go func() {
+		ok, err := exists(s, final)
+		if err == nil && ok {
+			err = backend.ErrAlreadyExists
+		}
+		existsCh <- err
+	}()
 	f, tmp, createdDir, err := b.createTemp(s, dir, path.Base(final))
+	if xerr := <-existsCh; xerr != nil {
+		if err == nil {
+			_ = f.Close()
+			_ = s.sftp.Remove(tmp)
+		}
+		return fmt.Errorf("save %v: %w", h, xerr)
+	}
 	if err != nil {
 		return fmt.Errorf("save %v: create temporary file: %w", h, err)
 	}
@@ -297,7 +308,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 		}
 	}()
 
-	buf := make([]byte, copyBuffer)
+	buf := make([]byte, min(want+1, copyBuffer))
 	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(&ctxReader{ctx: ctx, rd: rd}, want+1), buf)
 	if err != nil {
 		return fmt.Errorf("save %v: write: %w", h, err)
@@ -308,14 +319,20 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	if n > want {
 		return fmt.Errorf("save %v: reader delivered more than the %d bytes it announced", h, want)
 	}
+	// fsync the data and clear the write bits (as the local backend does)
+	// in parallel: both must succeed before publishing.
+	chmodCh := make(chan error, 1)
+	go func() { chmodCh <- s.sftp.Chmod(tmp, 0o400) }()
+	var syncErr error
 	if s.fsync {
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("save %v: fsync: %w", h, err)
-		}
+		syncErr = f.Sync()
 	}
-	// Clear the write bits before publishing, as the local backend does.
-	if err := f.Chmod(0o400); err != nil {
-		return fmt.Errorf("save %v: chmod: %w", h, err)
+	chmodErr := <-chmodCh
+	if syncErr != nil {
+		return fmt.Errorf("save %v: fsync: %w", h, syncErr)
+	}
+	if chmodErr != nil {
+		return fmt.Errorf("save %v: chmod: %w", h, chmodErr)
 	}
 	cerr := f.Close()
 	f = nil
@@ -377,7 +394,8 @@ func (b *Backend) publish(s *session, tmp, final string) error {
 	if s.hardlink {
 		err = s.sftp.Link(tmp, final)
 		if err == nil {
-			// Published; a leftover temporary name is only garbage.
+			// Published; a leftover temporary name is only garbage, which
+			// List never reports.
 			_ = s.sftp.Remove(tmp)
 			return nil
 		}
