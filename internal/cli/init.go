@@ -65,9 +65,10 @@ func runInit(ctx context.Context, g *globalOptions, o initOptions) error {
 		if o.fromRepo == "" {
 			return fmt.Errorf("--copy-chunker-params needs --from-repo")
 		}
-		src := *g
-		src.Repo, src.PasswordFile = o.fromRepo, o.fromPasswordFile
-		sr, err := src.openRepository(ctx)
+		// the source password comes from the --from-* sources, never from
+		// the new repository's (shared with copy)
+		co := copyOptions{fromRepo: o.fromRepo, fromPasswordFile: o.fromPasswordFile}
+		sr, err := co.openSource(ctx, g)
 		if err != nil {
 			return fmt.Errorf("open --from-repo: %w", err)
 		}
