@@ -191,3 +191,24 @@ func TestDamagedPackRestore(t *testing.T) {
 		t.Fatal("undamaged file not restored")
 	}
 }
+
+func TestInitCopyChunkerParams(t *testing.T) {
+	cairnEnv(t)
+	tmp := t.TempDir()
+	a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
+	mustCairn(t, "-r", a, "init")
+	t.Setenv("CAIRN_FROM_PASSWORD", testPassword)
+	t.Setenv("CAIRN_PASSWORD", "another password")
+	mustCairn(t, "-r", b, "init", "--copy-chunker-params", "--from-repo", a)
+	var ca, cb struct {
+		Poly string `json:"chunker_polynomial"`
+		ID   string `json:"id"`
+	}
+	t.Setenv("CAIRN_PASSWORD", testPassword)
+	json.Unmarshal([]byte(mustCairn(t, "-r", a, "cat", "config")), &ca)
+	t.Setenv("CAIRN_PASSWORD", "another password")
+	json.Unmarshal([]byte(mustCairn(t, "-r", b, "cat", "config")), &cb)
+	if ca.Poly == "" || ca.Poly != cb.Poly || ca.ID == cb.ID {
+		t.Fatalf("configs: %+v %+v", ca, cb)
+	}
+}
