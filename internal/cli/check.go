@@ -166,7 +166,14 @@ func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 		default:
 			g.printf("read %s of data packs (%d packs)\n", sub, len(ids))
 		}
-		if err := c.ReadPacks(ctx, ids); err != nil {
+		before := c.Stats()
+		stop := g.startCountProgress("packs", uint64(len(ids)), func() (uint64, uint64) {
+			st := c.Stats()
+			return uint64(st.PacksRead - before.PacksRead), uint64(st.BytesRead - before.BytesRead)
+		})
+		err := c.ReadPacks(ctx, ids)
+		stop()
+		if err != nil {
 			return err
 		}
 	}
