@@ -251,7 +251,7 @@ inline load_index(v, F) {
 inline blobs_of(m, out) {
   out = 0; i = 0;
   do
-  :: i < NPK -> if :: m & BIT(i) -> out = out | pk_blobs[i] :: else -> skip fi; i++
+  :: i < NPK -> if :: (m) & BIT(i) -> out = out | pk_blobs[i] :: else -> skip fi; i++
   :: else -> break
   od;
   i = 0
@@ -260,7 +260,7 @@ inline blobs_of(m, out) {
 inline used_of(sm, out) {
   out = 0; i = 0;
   do
-  :: i < NS -> if :: sm & BIT(i) -> out = out | sn_blobs[i] :: else -> skip fi; i++
+  :: i < NS -> if :: (sm) & BIT(i) -> out = out | sn_blobs[i] :: else -> skip fi; i++
   :: else -> break
   od;
   i = 0
@@ -273,7 +273,7 @@ inline delete_index_files(F) {
   do
   :: i < NIX ->
      if
-     :: F & BIT(i) ->
+     :: (F) & BIT(i) ->
         ix_packs[i] = 0; ix_pend[i] = 0; ix_smark[i] = 0;
         ix_keep[i * NPK + 0] = 0; ix_keep[i * NPK + 1] = 0; ix_keep[i * NPK + 2] = 0;
         ix_keep[i * NPK + 3] = 0; ix_keep[i * NPK + 4] = 0; ix_keep[i * NPK + 5] = 0;
@@ -284,17 +284,17 @@ inline delete_index_files(F) {
   :: else -> break
   od;
   i = 0;
-  ix_exists = ix_exists & ~F
+  ix_exists = ix_exists & ~(F)
 }
 
 inline delete_packs(m) {
   i = 0;
   do
-  :: i < NPK -> if :: m & BIT(i) -> pk_blobs[i] = 0 :: else -> skip fi; i++
+  :: i < NPK -> if :: (m) & BIT(i) -> pk_blobs[i] = 0 :: else -> skip fi; i++
   :: else -> break
   od;
   i = 0;
-  pk_exists = pk_exists & ~m
+  pk_exists = pk_exists & ~(m)
 }
 
 /* ---------------- backups ---------------- */

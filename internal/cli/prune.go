@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"fmt"
 	"time"
 
@@ -84,6 +85,21 @@ func runPrune(ctx context.Context, g *globalOptions, r *repo.Repository, o prune
 	po, err := o.pruneOpts()
 	if err != nil {
 		return err
+	}
+	po.Logf = func(format string, args ...any) { g.verbosef(0, format, args...) }
+	// repack progress: the display starts with the first report, when the
+	// number of packs to repack is known
+	var repDone atomic.Int64
+	stopProgress := func() {}
+	defer func() { stopProgress() }()
+	po.RepackProgress = func(done, total int) {
+		if done == 0 {
+			stopProgress()
+			stopProgress = g.startCountProgress("packs repacked", uint64(total), func() (uint64, uint64) {
+				return uint64(repDone.Load()), 0
+			})
+		}
+		repDone.Store(int64(done))
 	}
 	timing := repo.DefaultLockTiming()
 	if o.exclusive {

@@ -19,6 +19,17 @@ type Options struct {
 	RepackSmall         bool
 	RepackUncompressed  bool
 	DryRun              bool
+	// Logf, if set, is told about each phase as it starts.
+	Logf func(format string, args ...any)
+	// RepackProgress, if set, is told how many of the packs to repack are
+	// done.
+	RepackProgress func(done, total int)
+}
+
+func (o Options) logf(format string, args ...any) {
+	if o.Logf != nil {
+		o.Logf(format, args...)
+	}
 }
 
 // maxUnusedLimit turns --max-unused into a byte limit given the used bytes.

@@ -64,7 +64,8 @@ type state struct {
 	used     core.BlobSet
 }
 
-func load(ctx context.Context, r *repo.Repository) (*state, error) {
+func load(ctx context.Context, r *repo.Repository, opts Options) (*state, error) {
+	opts.logf("loading snapshots and index\n")
 	snaps, errs, err := r.LoadAllSnapshots(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load snapshots: %w", err)
@@ -85,6 +86,7 @@ func load(ctx context.Context, r *repo.Repository) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list packs: %w", err) // never treat a failed listing as empty (H24)
 	}
+	opts.logf("finding data used by %d snapshots\n", len(snaps))
 	st.used, err = UsedBlobs(ctx, r, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("find used blobs: %w", err)
@@ -95,7 +97,7 @@ func load(ctx context.Context, r *repo.Repository) (*state, error) {
 // Exclusive runs restic's one-phase prune. The caller holds an exclusive
 // lock.
 func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) (*Report, error) {
-	st, err := load(ctx, r)
+	st, err := load(ctx, r, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +124,10 @@ func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) 
 		rep.BytesFreed += st.listed[id]
 	}
 	// 2. repack
-	if err := repack(ctx, r, plan); err != nil {
+	if len(plan.Repack) > 0 {
+		opts.logf("repacking %d packs\n", len(plan.Repack))
+	}
+	if err := repack(ctx, r, plan, opts.RepackProgress); err != nil {
 		return nil, err
 	}
 	if err := checkLock(ctx, l, "after-repack"); err != nil {
@@ -169,7 +174,7 @@ func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) 
 // Mark runs phase 1 of the two-phase prune under a shared lock: it repacks
 // and records unused packs as pending deletion; it deletes no pack.
 func Mark(ctx context.Context, r *repo.Repository, l Locker, opts Options, now time.Time) (*Report, error) {
-	st, err := load(ctx, r)
+	st, err := load(ctx, r, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +208,10 @@ func Mark(ctx context.Context, r *repo.Repository, l Locker, opts Options, now t
 	if opts.DryRun {
 		return rep, nil
 	}
-	if err := repack(ctx, r, plan); err != nil {
+	if len(plan.Repack) > 0 {
+		opts.logf("repacking %d packs\n", len(plan.Repack))
+	}
+	if err := repack(ctx, r, plan, opts.RepackProgress); err != nil {
 		return nil, err
 	}
 	if err := checkLock(ctx, l, "after-repack"); err != nil {
@@ -245,7 +253,7 @@ func Mark(ctx context.Context, r *repo.Repository, l Locker, opts Options, now t
 // are recovered). Everything is recomputed from a fresh index and fresh
 // snapshots (H09, H12, H14).
 func Sweep(ctx context.Context, r *repo.Repository, l Locker, keepDelete time.Duration, now time.Time, dryRun bool) (*Report, error) {
-	st, err := load(ctx, r)
+	st, err := load(ctx, r, Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -439,9 +447,14 @@ func rewriteIndex(ctx context.Context, r *repo.Repository, st *state, drop core.
 
 // repack copies the still-used blobs of the packs to repack into new packs
 // and writes their index.
-func repack(ctx context.Context, r *repo.Repository, plan *Plan) error {
+func repack(ctx context.Context, r *repo.Repository, plan *Plan, progress func(done, total int)) error {
 	done := core.NewBlobSet()
+	n := 0
 	for pid := range plan.Repack {
+		if progress != nil {
+			progress(n, len(plan.Repack))
+		}
+		n++
 		keep := plan.keepBlobs[pid]
 		if len(keep) == 0 {
 			continue
