@@ -143,8 +143,35 @@ func runRestore(ctx context.Context, g *globalOptions, o restoreOptions, arg str
 	return nil
 }
 
+type restoreStatusJSON struct {
+	MessageType    string  `json:"message_type"`
+	SecondsElapsed uint64  `json:"seconds_elapsed"`
+	PercentDone    float64 `json:"percent_done"`
+	TotalFiles     uint64  `json:"total_files"`
+	FilesRestored  uint64  `json:"files_restored"`
+	TotalBytes     uint64  `json:"total_bytes"`
+	BytesRestored  uint64  `json:"bytes_restored"`
+}
+
 func (g *globalOptions) startRestoreProgress(p *restorer.Progress, start time.Time) func() {
-	if g.Quiet || g.JSON || !ui.IsTerminal(g.stdout) {
+	if g.Quiet {
+		return func() {}
+	}
+	if g.JSON {
+		t := ui.StartTicker(time.Second, func(final bool) {
+			if final {
+				return
+			}
+			st := restoreStatusJSON{MessageType: "status", SecondsElapsed: uint64(time.Since(start).Seconds()),
+				TotalFiles: p.FilesTotal.Load(), FilesRestored: p.FilesDone.Load(), TotalBytes: p.BytesTotal.Load(), BytesRestored: p.BytesDone.Load()}
+			if st.TotalBytes > 0 {
+				st.PercentDone = float64(st.BytesRestored) / float64(st.TotalBytes)
+			}
+			_ = g.printJSON(st)
+		})
+		return t.Stop
+	}
+	if !ui.IsTerminal(g.stdout) {
 		return func() {}
 	}
 	sl := ui.NewStatusLine(g.stdout)
