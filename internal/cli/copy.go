@@ -259,9 +259,17 @@ func runCopy(ctx context.Context, g *globalOptions, o copyOptions, args []string
 		}
 		byOriginal[orig] = append(byOriginal[orig], sn)
 		copied++
+		if g.JSON {
+			if err := g.printJSON(map[string]string{"message_type": "copied", "source_snapshot": srcID.String(), "snapshot_id": newID.String()}); err != nil {
+				return err
+			}
+		}
 		g.printf("snapshot %s copied to %s\n", srcID.Str(), newID.Str())
 	}
 	g.verbosef(1, "\n")
+	if g.JSON {
+		return g.printJSON(map[string]any{"message_type": "summary", "snapshots_copied": copied, "snapshots_considered": len(seen), "blobs_copied": c.blobs, "bytes_copied": c.bytes})
+	}
 	g.printf("copied %d of %d snapshots (%d blobs, %d bytes of plaintext)\n", copied, len(seen), c.blobs, c.bytes)
 	return nil
 }

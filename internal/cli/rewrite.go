@@ -260,6 +260,11 @@ func runRewrite(ctx context.Context, g *globalOptions, o rewriteOptions, args []
 			return fmt.Errorf("rewrite snapshot %s: %w", p.oldID.Str(), err)
 		}
 		g.printf("snapshot %s rewritten as %s\n", p.oldID.Str(), newID.Str())
+		if g.JSON {
+			if err := g.printJSON(map[string]any{"message_type": "rewritten", "snapshot_id": p.oldID.String(), "new_snapshot_id": newID.String(), "old_removed": o.forget}); err != nil {
+				return err
+			}
+		}
 		if o.forget {
 			h := backend.Handle{Type: core.SnapshotFile, Name: p.oldID.String()}
 			if err := r.Backend().Remove(ctx, h); err != nil && !backend.IsNotExist(err) {
@@ -267,6 +272,9 @@ func runRewrite(ctx context.Context, g *globalOptions, o rewriteOptions, args []
 			}
 			g.printf("removed old snapshot %s\n", p.oldID.Str())
 		}
+	}
+	if g.JSON {
+		return g.printJSON(map[string]any{"message_type": "summary", "snapshots_modified": len(todo)})
 	}
 	if len(todo) == 0 {
 		g.printf("no snapshots were modified\n")

@@ -192,7 +192,11 @@ func (p *process) stop() error {
 		return nil
 	default:
 	}
-	desc := descendants(pid)
+	// Descendants first: they may hold the output pipes, which Wait
+	// waits for.
+	for _, d := range descendants(pid) {
+		_ = syscall.Kill(d, syscall.SIGKILL)
+	}
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	var err error
 	select {
@@ -203,9 +207,6 @@ func (p *process) stop() error {
 		err = fmt.Errorf("%s did not exit within %v of SIGTERM and was killed", p.name, stopTimeout)
 	}
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	for _, d := range desc {
-		_ = syscall.Kill(d, syscall.SIGKILL)
-	}
 	return err
 }
 

@@ -87,7 +87,10 @@ func TestSSHDStartStop(t *testing.T) {
 			t.Fatalf("sftp subsystem: %v", err)
 		}
 		sess.Close()
-		c.Close()
+		// This connection stays open: stopping the server must not wait
+		// for it (its per-connection sshd leaves the process group).
+		kept := c
+		t.Cleanup(func() { kept.Close() })
 
 		// Another key is refused.
 		_, otherKey := writeKey(t, t.TempDir(), "other")
