@@ -28,8 +28,8 @@ APT_TOOLS=(
 )
 
 # Go tools installed with `go install`; pinned for reproducible CI.
-# (versitygw will be added here once the S3 tests need it.)
-GO_TOOLS_DEFAULT="golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
+# versitygw is the real S3 server the S3 backend tests start on loopback.
+GO_TOOLS_DEFAULT="golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da github.com/versity/versitygw/cmd/versitygw@v1.8.0"
 GO_TOOLS="${GO_TOOLS-$GO_TOOLS_DEFAULT}"
 
 # sshd lives in /usr/sbin, go in /usr/local/go/bin; make sure both are looked at.
@@ -103,6 +103,11 @@ for spec in $GO_TOOLS; do
 		have "$name" || die "$name not on PATH after go install (GOBIN=$gobin)"
 	fi
 done
+
+# sshd refuses to start without its privilege-separation directory.
+if [[ "$(id -u)" == 0 ]]; then
+	mkdir -p /run/sshd
+fi
 
 # ---- report ----------------------------------------------------------------
 

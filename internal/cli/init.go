@@ -85,7 +85,7 @@ func runInit(ctx context.Context, g *globalOptions, o initOptions) error {
 	}
 	be, err := g.openBackend(ctx, loc, true)
 	if err != nil {
-		return fmt.Errorf("create repository at %s: %w", loc, err)
+		return fmt.Errorf("create repository at %s: %w", displayLocation(loc), err)
 	}
 	opts, err := g.repoOptions()
 	if err != nil {
@@ -98,9 +98,9 @@ func runInit(ctx context.Context, g *globalOptions, o initOptions) error {
 	}
 	defer r.Close()
 	if g.JSON {
-		return g.printJSON(map[string]any{"message_type": "initialized", "id": r.Config().ID, "repository": loc})
+		return g.printJSON(map[string]any{"message_type": "initialized", "id": r.Config().ID, "repository": displayLocation(loc)})
 	}
-	g.printf("created cairn repository %s at %s (format version %d)\n", r.Config().ID[:10], loc, r.Config().Version)
+	g.printf("created cairn repository %s at %s (format version %d)\n", r.Config().ID[:10], displayLocation(loc), r.Config().Version)
 	g.printf("\nPlease note that knowledge of your password is required to access\nthe repository. Losing your password means that your data is\nirrecoverably lost.\n")
 	return nil
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -32,4 +33,24 @@ func runPasswordCommand(cmd string) (string, error) {
 		return "", fmt.Errorf("password command %q printed nothing", cmd)
 	}
 	return pw, nil
+}
+
+// displayLocation returns a repository location fit for messages: a
+// password in a URL location is replaced by "***".
+func displayLocation(loc string) string {
+	scheme, rest, ok := strings.Cut(loc, ":")
+	if !ok || !strings.Contains(rest, "@") {
+		return loc
+	}
+	u, err := url.Parse(rest)
+	if err != nil {
+		return scheme + ":<unparsable URL>"
+	}
+	if u.User == nil {
+		return loc
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "***")
+	}
+	return scheme + ":" + u.String()
 }
