@@ -35,6 +35,7 @@ type serveOptions struct {
 	noVerifyUpload   bool
 	logFile          string
 	runtimeDir       string
+	backendLoc       string
 	readTimeout      time.Duration
 	writeTimeout     time.Duration
 	idleTimeout      time.Duration
@@ -75,6 +76,7 @@ SIGHUP reloads the htpasswd file.`,
 	f.BoolVar(&o.noVerifyUpload, "no-verify-upload", false, "do not check uploads against their names (not recommended)")
 	f.StringVar(&o.logFile, "log", "", "write the access log to `file` ('-' for stderr)")
 	f.StringVar(&o.runtimeDir, "runtime-dir", "", "`directory` for the server's lock file (outside --path)")
+	f.StringVar(&o.backendLoc, "backend", "", "keep the repositories below this backend `location` (e.g. s3:https://host/bucket/prefix) instead of --path; several servers may share it")
 	f.DurationVar(&o.readTimeout, "read-timeout", 0, "abort requests whose body stalls this `long` (default 5m)")
 	f.DurationVar(&o.writeTimeout, "write-timeout", 0, "abort responses that stall this `long`")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close idle keep-alive connections after `duration` (default 2m)")
@@ -82,8 +84,12 @@ SIGHUP reloads the htpasswd file.`,
 }
 
 func runServe(ctx context.Context, g *globalOptions, o serveOptions) error {
-	if err := os.MkdirAll(o.path, 0o700); err != nil {
-		return fmt.Errorf("serve: %w", err)
+	if o.backendLoc == "" {
+		if err := os.MkdirAll(o.path, 0o700); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	} else if !o.noAuth && o.htpasswd == "" {
+		return fmt.Errorf("serve --backend: give --htpasswd-file (or --no-auth)")
 	}
 	var logW io.Writer = io.Discard
 	switch o.logFile {
@@ -112,8 +118,19 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions) error {
 		}
 		cfg.MaxSize = n
 	}
-	store := server.NewDirStore(o.path)
-	defer store.Close()
+	var store server.Store
+	if o.backendLoc != "" {
+		if cfg.MaxSize > 0 {
+			return fmt.Errorf("--max-size works with --path only (a shared backend has no single owner to count usage)")
+		}
+		ls := newLocationStore(g, o.backendLoc)
+		defer ls.Close()
+		store = ls
+	} else {
+		ds := server.NewDirStore(o.path)
+		defer ds.Close()
+		store = ds
+	}
 	h, err := server.New(ctx, store, cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -141,7 +158,11 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions) error {
 	if o.tlsCert != "" {
 		scheme = "https"
 	}
-	g.printf("serving %s on %s://%s\n", o.path, scheme, ln.Addr())
+	where := o.path
+	if o.backendLoc != "" {
+		where = displayLocation(o.backendLoc)
+	}
+	g.printf("serving %s on %s://%s\n", where, scheme, ln.Addr())
 	return server.Serve(ctx, ln, h, server.ServeConfig{TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSClientCAFile: o.tlsClientCA,
 		WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout, Logger: logger})
 }
