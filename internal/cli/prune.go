@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
