@@ -59,8 +59,9 @@
  *   I5 no cairn process commits (writes an index or snapshot, deletes anything) after its
  *      lock was broken
  *
- * Options (-D...): WITH_PB (add prune_b), WITH_RP (add restic_prune), FULL (both), SWEEP_FULL (the sweep recomputes the
- * used set from every snapshot instead of only those the mark did not see), NSUSP=n,
+ * Options (-D...): WITH_PB (add prune_b), WITH_RP (add restic_prune), FULL (both),
+ * SWEEP_FULL (the sweep recomputes the used set from every snapshot instead of only those
+ * the mark did not see), NSUSP=n,
  * PRUNE_PHASES=n, NO_CB/NO_RB/NO_FG (leave an actor out), FORGET_ANY (forget may pick any
  * snapshot; default: the initial S1 or a backup's snapshot).
  * Deliberately broken variants (each must produce an assertion violation):
@@ -77,6 +78,7 @@
  * Reachability probes (each must produce an assertion violation, which shows the good model
  * really reaches that situation, i.e. the verification is not vacuous):
  *   PROBE_RECOVER PROBE_ORPHAN_DELETE PROBE_REPACKED_DELETE PROBE_BACKUP_ABORT
+ *   PROBE_NEED_DIFF (the incremental sweep's needed set differs from the full one)
  */
 
 #ifdef FULL
@@ -93,8 +95,8 @@
 #define RB 1       /* restic 0.14 backup */
 #define FG 2       /* cairn forget */
 #define PA 3       /* cairn prune run(s) A */
-#define PB 4       /* cairn prune run B (FULL) */
-#define RP 5       /* restic prune (FULL) */
+#define PB 4       /* cairn prune run B (WITH_PB) */
+#define RP 5       /* restic prune (WITH_RP) */
 #define NP 6
 
 #ifndef PRUNE_PHASES
@@ -527,6 +529,10 @@ inline sweep(p, nf) {
              used_of(Snow & ~sx, U);
              need = need | (pk_blobs[x] & U);
              sx = 0;
+#ifdef PROBE_NEED_DIFF
+             used_of(Snow, U);
+             assert(need == (pk_blobs[x] & U));   /* probe: incremental need != full need */
+#endif
 #endif
 #ifdef BUG_ELSEWHERE_PENDING
              blobs_of((V & data) & ~BIT(x), cov);

@@ -56,9 +56,10 @@ func (r *Repository) blobSaver() *blobSaver {
 	r.saveOnce.Do(func() {
 		s := &blobSaver{r: r, inflight: make(map[core.BlobHandle]struct{})}
 		n := r.Connections()
-		// unbuffered: a full pack waits for a free uploader, so at most
-		// n packs are being uploaded plus one per type being filled
-		s.queue = make(chan *pack.FileWriter)
+		// Finished packs are files, not memory, so a few may wait for an
+		// uploader without cost: the savers never stall on an upload's
+		// fsync or network round trip.
+		s.queue = make(chan *pack.FileWriter, 4*n)
 		for i := 0; i < n; i++ {
 			s.workers.Add(1)
 			go s.uploader()
