@@ -22,6 +22,7 @@ func init() {
 				return be // local errors are not transient
 			}
 			return retry.New(be, retry.Options{
+				StallTimeout: g.StuckTimeout,
 				OnRetry: func(op string, h backend.Handle, attempt int, err error, delay time.Duration) {
 					if g.Verbose > 0 {
 						g.warnf("%s %v failed (attempt %d, retrying in %v): %v\n", op, h, attempt, delay.Round(time.Millisecond), err)

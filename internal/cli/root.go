@@ -56,6 +56,7 @@ type globalOptions struct {
 	TLSClientCert string
 	CacheDir      string
 	NoCache       bool
+	StuckTimeout  time.Duration
 
 	stdout io.Writer
 	stderr io.Writer
@@ -79,8 +80,11 @@ func Main(args []string) int {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancelPipe := context.WithCancel(ctx)
+	defer cancelPipe()
+	watchBrokenStdout(ctx, cancelPipe)
 	g := &globalOptions{stdout: stdout, stderr: stderr, stdin: stdin}
 	if pf := os.Getenv("CAIRN_CPU_PROFILE"); pf != "" {
 		stopProfile, err := startCPUProfile(pf)
@@ -162,6 +166,7 @@ Exit codes: 0 success, 1 error, 3 backup incomplete (some files unreadable),
 	f.StringVar(&g.TLSClientCert, "tls-client-cert", "", "client certificate and key `file` (PEM) for TLS (REST)")
 	f.StringVar(&g.CacheDir, "cache-dir", "", "local cache `directory`")
 	f.BoolVar(&g.NoCache, "no-cache", false, "do not use a local cache")
+	f.DurationVar(&g.StuckTimeout, "stuck-request-timeout", 5*time.Minute, "abort and retry a backend request that transfers nothing for this `long`")
 
 	root.AddCommand(
 		newVersionCommand(g),

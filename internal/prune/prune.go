@@ -94,6 +94,26 @@ func load(ctx context.Context, r *repo.Repository, opts Options) (*state, error)
 	return st, nil
 }
 
+// removeStaleTemp deletes temporary files that crashed writers left in a
+// local repository (they are never listed, so nothing else would).
+func removeStaleTemp(ctx context.Context, r *repo.Repository) {
+	type tempCleaner interface {
+		RemoveStaleTemp(ctx context.Context, olderThan time.Duration) (int, error)
+	}
+	be := r.Backend()
+	for {
+		if c, ok := be.(tempCleaner); ok {
+			_, _ = c.RemoveStaleTemp(ctx, time.Hour)
+			return
+		}
+		u, ok := be.(interface{ Unwrap() backend.Backend })
+		if !ok {
+			return
+		}
+		be = u.Unwrap()
+	}
+}
+
 // Exclusive runs restic's one-phase prune. The caller holds an exclusive
 // lock.
 func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) (*Report, error) {
@@ -104,6 +124,9 @@ func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) 
 	plan, err := makePlan(st.contents, st.listed, st.used, r.Config().Version >= 2, opts)
 	if err != nil {
 		return nil, err
+	}
+	if !opts.DryRun {
+		removeStaleTemp(ctx, r)
 	}
 	rep := &Report{Mode: "exclusive", DryRun: opts.DryRun, UsedBytes: plan.UsedBytes, UnusedBytes: plan.UnusedBytes,
 		PacksRemoved: len(plan.Remove) + len(plan.Missing), PacksRepacked: len(plan.Repack), PacksKept: len(plan.Keep), OrphansRemoved: len(plan.Orphans),
@@ -258,6 +281,9 @@ func Sweep(ctx context.Context, r *repo.Repository, l Locker, keepDelete time.Du
 		return nil, err
 	}
 	rep := &Report{Mode: "sweep", DryRun: dryRun}
+	if !dryRun {
+		removeStaleTemp(ctx, r)
+	}
 	// blobs available in packs that stay (not pending)
 	avail := core.NewBlobSet()
 	for id, blobs := range st.contents {
@@ -460,34 +486,39 @@ func repack(ctx context.Context, r *repo.Repository, plan *Plan, progress func(d
 			continue
 		}
 		h := backend.Handle{Type: core.PackFile, Name: pid.String()}
+		// read the pack first; decode and save after Load returned (saving
+		// inside the callback would need more backend slots than may exist)
+		var buf []byte
 		err := r.Backend().Load(ctx, h, 0, 0, func(rd io.Reader) error {
-			buf, err := io.ReadAll(rd)
-			if err != nil {
-				return err
-			}
+			var err error
+			buf, err = io.ReadAll(rd)
+			return err
+		})
+		if err == nil {
 			for _, b := range keep {
 				bh := b.BlobHandle
 				if done.Has(bh) {
 					continue
 				}
 				if int64(b.Offset)+int64(b.Length) > int64(len(buf)) {
-					return fmt.Errorf("blob %v lies beyond the end of pack %v", bh, pid.Str())
+					err = fmt.Errorf("blob %v lies beyond the end of pack %v", bh, pid.Str())
+					break
 				}
-				plain, err := r.DecodeBlob(b, buf[b.Offset:b.Offset+b.Length], nil)
-				if err != nil {
+				plain, derr := r.DecodeBlob(b, buf[b.Offset:b.Offset+b.Length], nil)
+				if derr != nil {
 					// damaged here: maybe another copy reads
-					plain, err = r.LoadBlob(ctx, bh.Type, bh.ID, nil)
-					if err != nil {
-						return fmt.Errorf("repack pack %v: %w", pid.Str(), err)
+					if plain, derr = r.LoadBlob(ctx, bh.Type, bh.ID, nil); derr != nil {
+						err = fmt.Errorf("repack pack %v: %w", pid.Str(), derr)
+						break
 					}
 				}
-				if _, err := r.SaveBlob(ctx, bh.Type, plain, bh.ID, true); err != nil {
-					return err
+				if _, serr := r.SaveBlob(ctx, bh.Type, plain, bh.ID, true); serr != nil {
+					err = serr
+					break
 				}
 				done.Insert(bh)
 			}
-			return nil
-		})
+		}
 		if err != nil {
 			return fmt.Errorf("repack %v: %w", pid.Str(), err)
 		}

@@ -160,27 +160,32 @@ type LockEntry struct {
 // ListLocks loads every lock file. Empty files (crash during upload, H07)
 // and files that vanish while listing (H06) are skipped.
 func (r *Repository) ListLocks(ctx context.Context) ([]LockEntry, error) {
-	var out []LockEntry
+	// Collect first, load afterwards: loading inside the List callback
+	// would need a second backend slot while List holds one.
+	var ids []core.ID
 	err := r.List(ctx, core.LockFile, func(id core.ID, size int64) error {
-		if size == 0 {
-			return nil
+		if size > 0 {
+			ids = append(ids, id)
 		}
-		li, err := r.LoadLock(ctx, id)
-		if err != nil {
-			if backend.IsNotExist(err) {
-				return nil
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			out = append(out, LockEntry{ID: id, Err: err})
-			return nil
-		}
-		out = append(out, LockEntry{ID: id, Info: li})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	var out []LockEntry
+	for _, id := range ids {
+		li, err := r.LoadLock(ctx, id)
+		if err != nil {
+			if backend.IsNotExist(err) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			out = append(out, LockEntry{ID: id, Err: err})
+			continue
+		}
+		out = append(out, LockEntry{ID: id, Info: li})
 	}
 	return out, nil
 }
@@ -418,14 +423,27 @@ func (l *Lock) Check(ctx context.Context) error {
 		l.markLost(err)
 		return err
 	}
-	if _, err := l.r.be.Stat(ctx, backend.Handle{Type: core.LockFile, Name: id.String()}); err != nil {
-		if backend.IsNotExist(err) {
-			err = fmt.Errorf("%w: lock file %v was removed by another process", ErrLockLost, id.Str())
-			l.markLost(err)
+	for {
+		_, err := l.r.be.Stat(ctx, backend.Handle{Type: core.LockFile, Name: id.String()})
+		if err == nil {
+			return nil
 		}
+		if !backend.IsNotExist(err) {
+			return err
+		}
+		// The refresher may have replaced the file meanwhile: only a
+		// missing *current* lock file means the lock was lost.
+		l.mu.Lock()
+		cur := l.id
+		l.mu.Unlock()
+		if cur != id {
+			id = cur
+			continue
+		}
+		err = fmt.Errorf("%w: lock file %v was removed by another process", ErrLockLost, id.Str())
+		l.markLost(err)
 		return err
 	}
-	return nil
 }
 
 // Unlock stops refreshing and removes the lock file.
@@ -474,15 +492,20 @@ func (r *Repository) RemoveLocks(ctx context.Context, all bool) ([]core.ID, erro
 			removed = append(removed, l.ID)
 		}
 	}
-	// empty lock files are garbage in any case
+	// empty lock files are garbage in any case (collected first: removing
+	// inside the List callback would need a second backend slot)
+	var empty []core.ID
 	_ = r.List(ctx, core.LockFile, func(id core.ID, size int64) error {
 		if size == 0 {
-			if err := r.removeLock(ctx, id); err == nil {
-				removed = append(removed, id)
-			}
+			empty = append(empty, id)
 		}
 		return nil
 	})
+	for _, id := range empty {
+		if err := r.removeLock(ctx, id); err == nil {
+			removed = append(removed, id)
+		}
+	}
 	return removed, nil
 }
 

@@ -162,13 +162,18 @@ func Open(ctx context.Context, be backend.Backend, password string, opts Options
 	}
 	r := newRepository(be, opts)
 	r.key, r.keyFile = key, kf
-	sealed, err := backend.LoadAll(ctx, be, ch)
-	if err != nil {
-		return nil, fmt.Errorf("open: load config: %w", err)
-	}
-	plain, err := key.Open(nil, sealed)
-	if err != nil {
-		return nil, fmt.Errorf("open: decrypt config: %w", err)
+	var plain []byte
+	for attempt := 0; ; attempt++ {
+		sealed, err := backend.LoadAll(ctx, be, ch)
+		if err != nil {
+			return nil, fmt.Errorf("open: load config: %w", err)
+		}
+		if plain, err = key.Open(nil, sealed); err == nil {
+			break
+		}
+		if attempt == 1 { // read twice: a corrupted transfer is not a damaged file
+			return nil, fmt.Errorf("open: decrypt config: %w", err)
+		}
 	}
 	cfg, err := DecodeConfig(plain)
 	if err != nil {
@@ -476,28 +481,45 @@ func (r *Repository) LoadBlob(ctx context.Context, t core.BlobType, id core.ID, 
 	if len(locs) == 0 {
 		return nil, fmt.Errorf("blob %v not found in index: %w", h, backend.ErrNotExist)
 	}
+	// A copy that fails to decode is read once more before giving up:
+	// a flaky network or disk may have corrupted the transfer, not the
+	// stored data.
 	var errs []error
-	for _, l := range locs {
-		sealed := getBuf(int(l.Length))[:l.Length]
-		ph := backend.Handle{Type: core.PackFile, Name: l.Pack.String()}
-		err := r.be.Load(ctx, ph, int(l.Length), int64(l.Offset), func(rd io.Reader) error {
-			_, err := io.ReadFull(rd, sealed)
-			return err
-		})
-		if err != nil {
+	for round := 0; round < 2; round++ {
+		if round == 1 && !anyInvalid(errs) {
+			break
+		}
+		for _, l := range locs {
+			sealed := getBuf(int(l.Length))[:l.Length]
+			ph := backend.Handle{Type: core.PackFile, Name: l.Pack.String()}
+			err := r.be.Load(ctx, ph, int(l.Length), int64(l.Offset), func(rd io.Reader) error {
+				_, err := io.ReadFull(rd, sealed)
+				return err
+			})
+			if err != nil {
+				putBuf(sealed)
+				errs = append(errs, fmt.Errorf("load blob %v from pack %v: %w", h, l.Pack.Str(), err))
+				continue
+			}
+			plain, err := r.DecodeBlob(l.Blob, sealed, buf)
 			putBuf(sealed)
-			errs = append(errs, fmt.Errorf("load blob %v from pack %v: %w", h, l.Pack.Str(), err))
-			continue
+			if err != nil {
+				errs = append(errs, fmt.Errorf("pack %v: %w", l.Pack.Str(), err))
+				continue
+			}
+			return plain, nil
 		}
-		plain, err := r.DecodeBlob(l.Blob, sealed, buf)
-		putBuf(sealed)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("pack %v: %w", l.Pack.Str(), err))
-			continue
-		}
-		return plain, nil
 	}
 	return nil, errors.Join(errs...)
+}
+
+func anyInvalid(errs []error) bool {
+	for _, e := range errs {
+		if errors.Is(e, ErrInvalidData) {
+			return true
+		}
+	}
+	return false
 }
 
 func getBuf(n int) []byte { return bufpool.Get(n) }

@@ -406,7 +406,12 @@ func (rs *restorer) restorePack(ctx context.Context, job packJob) error {
 	end := int64(last.Offset) + int64(last.Length)
 	h := backend.Handle{Type: core.PackFile, Name: job.pack.String()}
 	var plain []byte
+	// Blobs that fail to decode here are fetched again from their other
+	// copies only after Load returned: loading inside the callback would
+	// need a second backend slot while this one is held.
+	var damaged []index.Location
 	err := rs.r.Backend().Load(ctx, h, int(end-start), start, func(rd io.Reader) error {
+		damaged = damaged[:0] // the callback runs again on a retry
 		pos := start
 		for _, b := range job.blobs {
 			if skip := int64(b.Offset) - pos; skip > 0 {
@@ -423,13 +428,20 @@ func (rs *restorer) restorePack(ctx context.Context, job packJob) error {
 			var err error
 			plain, err = rs.r.DecodeBlob(b.Blob, sealed, plain)
 			if err != nil {
-				// damaged here: try the blob's other copies, if any
-				plain, err = rs.r.LoadBlob(ctx, core.DataBlob, b.ID, plain)
+				damaged = append(damaged, b)
+				continue
 			}
-			rs.writeBlob(b.ID, plain, err)
+			rs.writeBlob(b.ID, plain, nil)
 		}
 		return nil
 	})
+	if err == nil {
+		for _, b := range damaged {
+			var lerr error
+			plain, lerr = rs.r.LoadBlob(ctx, core.DataBlob, b.ID, plain)
+			rs.writeBlob(b.ID, plain, lerr)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

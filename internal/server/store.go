@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/backend/local"
@@ -118,6 +119,9 @@ func (s *DirStore) Open(ctx context.Context, repoPath string) (backend.Backend, 
 	if err != nil {
 		return nil, fmt.Errorf("open repository %q: %w", repoPath, err)
 	}
+	// Temporary files of uploads cut short by a server crash are never
+	// listed; clear the old ones the first time the repository is served.
+	_, _ = be.RemoveStaleTemp(ctx, time.Hour)
 	return s.remember(repoPath, be), nil
 }
 
