@@ -1,9 +1,12 @@
 package repo
 
 import (
+	"strings"
+
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"math/rand/v2"
 	"os"
 	"os/user"
@@ -36,6 +39,7 @@ type LockInfo struct {
 	CairnOp       string    `json:"cairn_op,omitempty"`
 	CairnInstance string    `json:"cairn_instance,omitempty"`
 	CairnPIDNS    uint64    `json:"cairn_pidns,omitempty"`
+	CairnBootID   string    `json:"cairn_bootid,omitempty"`
 }
 
 func (li LockInfo) String() string {
@@ -80,6 +84,35 @@ func DefaultLockTiming() LockTiming {
 // Now returns the (possibly skewed, for tests) current time.
 func (lt LockTiming) Now() time.Time { return time.Now().Add(lt.ClockOffset) }
 
+// bootTime is CLOCK_BOOTTIME: unlike Go's monotonic clock it keeps
+// counting while the machine is suspended, so a laptop that slept through
+// its lock's staleness bound notices (H02).
+func bootTime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return time.Duration(time.Now().UnixNano())
+	}
+	return time.Duration(ts.Nano())
+}
+
+var (
+	bootIDOnce sync.Once
+	bootID     string
+)
+
+// machineBootID identifies this boot of this machine; with the PID
+// namespace it tells whether a PID in a lock can be checked here (the
+// initial PID namespace has the same inode on every host).
+func machineBootID() string {
+	bootIDOnce.Do(func() {
+		b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		if err == nil {
+			bootID = strings.TrimSpace(string(b))
+		}
+	})
+	return bootID
+}
+
 // pidNamespace identifies this process's PID namespace (Linux), so a lock
 // from the same host but another container is never judged by PID (H04).
 func pidNamespace() uint64 {
@@ -103,7 +136,7 @@ func InstanceID() string {
 
 func newLockInfo(exclusive bool, op string, now time.Time) LockInfo {
 	li := LockInfo{Time: now, Exclusive: exclusive, Hostname: hostname(), PID: os.Getpid(),
-		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), CairnOp: op, CairnInstance: InstanceID(), CairnPIDNS: pidNamespace()}
+		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), CairnOp: op, CairnInstance: InstanceID(), CairnPIDNS: pidNamespace(), CairnBootID: machineBootID()}
 	if u, err := user.Current(); err == nil {
 		li.Username = u.Username
 	}
@@ -123,6 +156,9 @@ func (li LockInfo) Stale(now time.Time, knownFor time.Duration, staleAfter time.
 	}
 	if li.CairnPIDNS != 0 && li.CairnPIDNS != pidNamespace() {
 		return false // another PID namespace: the PID means nothing here (H04)
+	}
+	if li.CairnBootID != "" && li.CairnBootID != machineBootID() {
+		return false // another machine (or boot) with the same host name
 	}
 	if li.CairnPIDNS == 0 && li.CairnInstance == "" && !pidNamespaceIsInitial() {
 		return false // a restic lock seen from inside a container: cannot judge
@@ -199,7 +235,7 @@ type Lock struct {
 	mu          sync.Mutex // guards info, id, lastRefresh, lost, released
 	info        LockInfo
 	id          core.ID
-	lastRefresh time.Time // local monotonic time of the last successful write
+	lastRefresh time.Duration // bootTime() of the last successful write
 	lost        error
 	released    bool
 
@@ -315,7 +351,7 @@ func (r *Repository) tryLock(ctx context.Context, exclusive bool, op string, tim
 		return nil, nil, fmt.Errorf("lock %v vanished right after it was written: %w", id.Str(), ErrLockLost)
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
-	l := &Lock{r: r, timing: timing, info: li, id: id, lastRefresh: time.Now(),
+	l := &Lock{r: r, timing: timing, info: li, id: id, lastRefresh: bootTime(),
 		cancel: func() { cancel(ErrLockLost) }, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.refresher()
 	return l, lctx, nil
@@ -347,9 +383,11 @@ func (l *Lock) refresher() {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		due := time.Since(l.lastRefresh) >= l.timing.Refresh
-		// Monotonic time: a suspended process (H02) sees a large gap here.
-		late := time.Since(l.lastRefresh) > l.timing.StaleAfter-l.timing.Refresh*3/2
+		since := bootTime() - l.lastRefresh
+		due := since >= l.timing.Refresh
+		// Boot time counts suspension: a process that slept (H02) sees a
+		// large gap here.
+		late := since > l.timing.StaleAfter-l.timing.Refresh*3/2
 		l.mu.Unlock()
 		if late {
 			l.markLost(fmt.Errorf("%w: not refreshed for longer than the staleness bound (process suspended?)", ErrLockLost))
@@ -404,7 +442,18 @@ func (l *Lock) refresh(ctx context.Context) error {
 		_ = l.r.removeLock(ctx, id)
 		return nil
 	}
-	l.id, l.info, l.lastRefresh = id, li, time.Now()
+	// The old file must still be there after the new one is written:
+	// otherwise another process removed it in between and may already
+	// have acted on that (spin found data loss without this check).
+	if _, err := l.r.be.Stat(ctx, backend.Handle{Type: core.LockFile, Name: old.String()}); err != nil {
+		l.mu.Unlock()
+		_ = l.r.removeLock(ctx, id)
+		if backend.IsNotExist(err) {
+			return fmt.Errorf("%w: lock file %v was removed by another process", ErrLockLost, old.Str())
+		}
+		return err
+	}
+	l.id, l.info, l.lastRefresh = id, li, bootTime()
 	l.mu.Unlock()
 	return l.r.removeLock(ctx, old)
 }
@@ -418,7 +467,10 @@ func (l *Lock) Check(ctx context.Context) error {
 	if lost != nil {
 		return lost
 	}
-	if time.Since(last) > l.timing.StaleAfter-l.timing.Refresh*3/2 {
+	// A commit needs a lock refreshed within half the staleness bound, by
+	// a clock that counts suspension: then no other process can judge it
+	// stale before the commit's single write is done.
+	if bootTime()-last > l.timing.StaleAfter/2 {
 		err := fmt.Errorf("%w: not refreshed in time", ErrLockLost)
 		l.markLost(err)
 		return err
