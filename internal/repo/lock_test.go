@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/backend/local"
 	"github.com/cairn-backup/cairn/internal/core"
 )
 
@@ -134,5 +135,29 @@ func TestEmptyLockIgnoredAndRemoved(t *testing.T) {
 	removed, err := r.RemoveLocks(ctx, false)
 	if err != nil || len(removed) != 1 {
 		t.Fatalf("removed %v %v", removed, err)
+	}
+}
+
+// TestRemoveLocksSkewedWriterClock: a lock written by a host whose clock is
+// far behind looks old by its embedded time, but the file is new: unlock
+// must not remove it (H03).
+func TestRemoveLocksSkewedWriterClock(t *testing.T) {
+	ctx := context.Background()
+	be, err := local.Create(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Init(ctx, be, "pw", 2, testParams, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	li := newLockInfo(false, "backup", time.Now().Add(-2*time.Hour))
+	li.Hostname = "elsewhere"
+	if _, err := r.SaveJSONUnpacked(ctx, core.LockFile, li); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := r.RemoveLocks(ctx, false)
+	if err != nil || len(removed) != 0 {
+		t.Fatalf("fresh lock with a skewed clock removed: %v %v", removed, err)
 	}
 }

@@ -760,3 +760,20 @@ func (b *Backend) Adopt(ctx context.Context, h backend.Handle, f *os.File) (err 
 	}
 	return syncDir(dir)
 }
+
+// ModTime returns the modification time of h: how long a file has existed,
+// by this machine's clock (used to judge lock age without trusting the
+// writer's clock, H03).
+func (b *Backend) ModTime(ctx context.Context, h backend.Handle) (time.Time, error) {
+	if err := h.Valid(); err != nil {
+		return time.Time{}, err
+	}
+	fi, err := os.Stat(b.filename(h))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return time.Time{}, fmt.Errorf("stat %v: %w", h, backend.ErrNotExist)
+		}
+		return time.Time{}, fmt.Errorf("stat %v: %w", h, err)
+	}
+	return fi.ModTime(), nil
+}
