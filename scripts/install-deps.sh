@@ -121,13 +121,13 @@ version_of() {
 	case "$cmd" in
 	go) out="$(go version)" ;;
 	restic) out="$(restic version)" ;;
-	rclone) out="$(rclone version | head -n1)" ;;
+	rclone) out="$(rclone version | sed -n 1p || true)" ;;
 	sshd) out="$(dpkg-query -W -f='openssh-server ${Version}' openssh-server 2>/dev/null || echo present)" ;;
 	ssh) out="$(ssh -V 2>&1)" ;;
-	fusermount3) out="$(fusermount3 --version 2>&1 | head -n1)" ;;
-	setfattr) out="$(setfattr --version 2>&1 | head -n1)" ;;
-	spin) out="$(spin -V 2>&1 | head -n1)" ;;
-	make) out="$(make --version | head -n1)" ;;
+	fusermount3) out="$(fusermount3 --version 2>&1 | sed -n 1p || true)" ;;
+	setfattr) out="$(setfattr --version 2>&1 | sed -n 1p || true)" ;;
+	spin) out="$(spin -V 2>&1 | sed -n 1p || true)" ;;
+	make) out="$(make --version | sed -n 1p || true)" ;;
 	git) out="$(git --version)" ;;
 	benchstat) out="$(go version -m "$(command -v benchstat)" 2>/dev/null | awk '$1=="mod"{print $2" "$3; exit}')" ;;
 	*) out="$(command -v "$cmd")" ;;
