@@ -42,12 +42,12 @@
  * write replacements before deleting what they replace, and a reader that finds a listed
  * file gone reloads.
  *
- * Data.  5 blobs (bit masks in a byte), 8 pack slots, 9 index-file slots and 4 snapshot slots,
+ * Data.  5 blobs (bit masks in a byte), 8 pack slots, 11 index-file slots and 4 snapshot slots,
  * each slot written by one fixed step (so that equivalent states are not told apart by slot
  * numbers):
  *   packs   0..3 initial, 4 cairn_backup, 5 restic_backup, 6 prune_a's repack, 7 prune_b's
  *   index   0 initial, 1 cairn_backup, 2 restic_backup, 3..5 prune_a phases, 6..7 prune_b,
- *           8 restic_prune
+ *           8 restic_prune, 9 and 10 second files of prune_a's and prune_b's marks (MARK_SPLIT)
  *   snaps   0,1 initial, 2 cairn_backup, 3 restic_backup
  *
  * Invariants (the monitor asserts I1..I4 in every reachable state; I5 at every commit):
@@ -61,7 +61,10 @@
  *
  * Options (-D...): WITH_PB (add prune_b), WITH_RP (add restic_prune), FULL (both),
  * SWEEP_FULL (the sweep recomputes the used set from every snapshot instead of only those
- * the mark did not see), NSUSP=n,
+ * the mark did not see), MARK_SPLIT (the mark writes its new index as two files, each
+ * write a commit step with its own pre-commit check), SWEEP_DELETE_ONE_CHECK (one check
+ * before the sweep's pack deletions instead of one per pack; I5 is then not asserted at
+ * those deletions, I1..I4 still are), NSUSP=n,
  * PRUNE_PHASES=n, NO_CB/NO_RB/NO_FG (leave an actor out), FORGET_ANY (forget may pick any
  * snapshot; default: the initial S1 or a backup's snapshot).
  * Deliberately broken variants (each must produce an assertion violation):
@@ -74,6 +77,8 @@
  *   BUG_INCR_BY_TIME          incremental sweep picks "new" snapshots by time, not ID (H09)
  *   BUG_ELSEWHERE_PENDING     "blob present elsewhere" counts other pending packs (H16)
  *   RESTIC_SUSPEND            restic 0.14 resumes after its lock was broken (H02, residual)
+ *   BUG_SERIES_ONE_CHECK      with MARK_SPLIT: one pre-commit check for both index files
+ *   BUG_SWEEP_NO_DELETE_CHECK no check at all before the sweep deletes packs
  * -DNO_I5 leaves out the I5 check, so that a broken variant runs on into the data loss.
  * Reachability probes (each must produce an assertion violation, which shows the good model
  * really reaches that situation, i.e. the verification is not vacuous):
@@ -87,7 +92,7 @@
 #endif
 
 #define NPK  8     /* pack slots */
-#define NIX  9     /* index file slots */
+#define NIX  11    /* index file slots */
 #define NS   4     /* snapshot slots */
 
 /* process ids (indices into the lock arrays) */
@@ -125,7 +130,7 @@ short ix_exists;           /* index/ (bit mask over NIX slots) */
 byte ix_packs[NIX];        /* packs listed by index file i (restic's "packs") */
 byte ix_pend[NIX];         /* packs recorded as pending deletion (cairn_pending) */
 byte ix_smark[NIX];        /* snapshot IDs the mark that wrote the pending entries had seen */
-byte ix_keep[72];          /* [file*NPK+pack]: blobs of the pending pack used at mark time */
+byte ix_keep[88];          /* [file*NPK+pack]: blobs of the pending pack used at mark time */
 
 byte sn_exists;            /* snapshots/ */
 byte sn_blobs[NS];         /* blobs snapshot i references (its trees and data) */
@@ -600,13 +605,25 @@ inline sweep(p, nf) {
   atomic { COMMIT_OK(p); delete_index_files(F); win[p] = 0 };
                                                               /* prune.sweep.after-old-index-delete */
   DEL = DEL | DELO;
+#if defined(SWEEP_DELETE_ONE_CHECK)
+  /* one check after the old index files are gone, none per pack: every pack deleted from
+   * here on is listed by no index file, so a process that locks after ours was broken
+   * cannot rely on it (the clock may suspend us right after this check) */
+  precommit(p, ok);
+  if :: !ok -> goto sw_release :: else -> skip fi;
+  win[p] = 0;
+#endif
   do
   :: DEL == 0 -> break
   :: else ->
+#if !defined(SWEEP_DELETE_ONE_CHECK) && !defined(BUG_SWEEP_NO_DELETE_CHECK)
      precommit(p, ok);                                        /* prune.sweep.before-pack-delete */
      if :: !ok -> break :: else -> skip fi;
+#endif
      atomic {
+#if !defined(SWEEP_DELETE_ONE_CHECK) && !defined(BUG_SWEEP_NO_DELETE_CHECK)
        COMMIT_OK(p);
+#endif
        x = 0;
        do
        :: DEL & BIT(x) -> break
@@ -631,7 +648,7 @@ sw_done:
  * repack partly used packs; write an index that still lists every pack, the unused and
  * repacked ones (and orphans) recorded as pending; delete the index files it replaced.
  * Nothing is deleted from data/. */
-inline mark(p, nf, rp) {
+inline mark(p, nf, rp, nf2) {
   acquire(p, 0, 1, ok);                                       /* cairn_op=prune-mark */
   if :: !ok -> goto mk_done :: else -> skip fi;
   d_step {
@@ -673,6 +690,40 @@ inline mark(p, nf, rp) {
                                                               /* prune.mark.after-repack-pack */
   :: else -> skip
   fi;
+#ifdef MARK_SPLIT
+  /* The new index is written as two files (the code splits at 50 000 blobs): P0..P2 with
+   * their marks, then P3..P7 with theirs and the orphans.  Each file write is a commit step. */
+  precommit(p, ok);
+  if :: !ok -> goto mk_release :: else -> skip fi;
+  atomic {
+    COMMIT_OK(p);
+    ix_packs[nf] = V & 7; ix_pend[nf] = (PI | PO) & 7; ix_smark[nf] = Snow;
+    x = 0;
+    do
+    :: x < 3 -> ix_keep[(nf) * NPK + x] = mk[x]; mk[x] = 0; x++
+    :: else -> break
+    od;
+    x = 0;
+    ix_exists = ix_exists | BIT(nf);
+    win[p] = 0
+  };
+#ifndef BUG_SERIES_ONE_CHECK
+  precommit(p, ok);
+  if :: !ok -> goto mk_release :: else -> skip fi;
+#endif
+  atomic {
+    COMMIT_OK(p);
+    ix_packs[nf2] = V & ~7; ix_pend[nf2] = (PI | PO) & ~7; ix_smark[nf2] = Snow;
+    x = 3;
+    do
+    :: x < NPK -> ix_keep[(nf2) * NPK + x] = mk[x]; mk[x] = 0; x++
+    :: else -> break
+    od;
+    x = 0;
+    ix_exists = ix_exists | BIT(nf2);
+    win[p] = 0
+  };
+#else
   precommit(p, ok);
   if :: !ok -> goto mk_release :: else -> skip fi;
   atomic {
@@ -691,7 +742,8 @@ inline mark(p, nf, rp) {
     x = 0;
     ix_exists = ix_exists | BIT(nf);
     win[p] = 0
-  };                                                          /* prune.mark.after-new-index */
+  };
+#endif                                                        /* prune.mark.after-new-index */
   precommit(p, ok);
   if :: !ok -> goto mk_release :: else -> skip fi;
   atomic { COMMIT_OK(p); delete_index_files(F); win[p] = 0 };
@@ -722,7 +774,7 @@ proctype prune_a() {
   :: phase < PRUNE_PHASES ->
      if
      :: phase % 2 == 0 -> sweep(PA, 3 + phase)
-     :: else -> mark(PA, 3 + phase, 6)
+     :: else -> mark(PA, 3 + phase, 6, 9)
      fi;
      phase++
   :: else -> break
@@ -733,7 +785,7 @@ proctype prune_a() {
 proctype prune_b() {
   PRUNE_LOCALS;
   sweep(PB, 6);
-  mark(PB, 7, 7)
+  mark(PB, 7, 7, 10)
 }
 #endif
 
