@@ -131,6 +131,10 @@ var shortCases = []modelCase{
 	{"broken/refresh-without-check", []string{"-DBUG_REFRESH_NOCHECK", "-DNO_I5", "-DNO_RB", "-DNO_FG"}, true},
 	{"broken/mark-deletes-orphans", []string{"-DBUG_MARK_DELETES_ORPHANS", "-DNO_RB", "-DNO_FG"}, true},
 	{"broken/restic-resumes-after-unlock", []string{"-DRESTIC_SUSPEND", "-DNO_CB", "-DNO_FG"}, true},
+	// The check placement of internal/prune with one check before a series of index writes
+	// or index deletions (docs/concurrency.md F11), and the placement that fixes it.
+	{"broken/one-check-per-series", []string{"-DCODE_CHECKS", "-DNO_FG"}, true},
+	{"safe/minimal-checks", []string{"-DMINIMAL_CHECKS", "-DNO_RB", "-DNO_FG"}, false},
 	// Reachability probes: the safe model does reach the situations it is meant to cover.
 	{"probe/sweep-recovers-pending", []string{"-DPROBE_RECOVER", "-DNO_FG"}, true},
 	{"probe/backup-aborts-after-lock-loss", []string{"-DPROBE_BACKUP_ABORT", "-DNO_RB", "-DNO_FG"}, true},
@@ -143,6 +147,14 @@ var longCases = []modelCase{
 	{"safe/restic-prune", []string{"-DWITH_RP", "-DNO_FG"}, false},
 	{"safe/forget-any", []string{"-DFORGET_ANY"}, false},
 	{"safe/three-suspensions", []string{"-DNSUSP=3", "-DNO_RB", "-DNO_FG"}, false},
+	{"safe/mark-split-two-prunes", []string{"-DMARK_SPLIT", "-DWITH_PB", "-DNO_RB", "-DNO_FG"}, false},
+	{"safe/minimal-checks-restic", []string{"-DMINIMAL_CHECKS", "-DNO_FG"}, false},
+	{"safe/minimal-checks-two-prunes", []string{"-DMINIMAL_CHECKS", "-DWITH_PB", "-DNO_RB", "-DNO_FG"}, false},
+	{"safe/minimal-checks-restic-prune", []string{"-DMINIMAL_CHECKS", "-DWITH_RP", "-DNO_FG"}, false},
+	{"broken/mark-index-series-one-check", []string{"-DMARK_SPLIT", "-DBUG_SERIES_ONE_CHECK", "-DNO_I5", "-DWITH_PB", "-DNO_RB", "-DNO_FG"}, true},
+	{"broken/sweep-index-write-unchecked", []string{"-DBUG_SWEEP_NO_WRITE_CHECK", "-DNO_I5", "-DWITH_PB", "-DNO_RB", "-DNO_FG"}, true},
+	{"broken/backup-index-unchecked", []string{"-DBUG_BACKUP_INDEX_UNCHECKED", "-DNO_RB", "-DNO_FG"}, true},
+	{"broken/sweep-index-delete-series-one-check", []string{"-DBUG_SWEEP_SERIES_ONE_CHECK", "-DSWEEP_DELETE_ONE_CHECK", "-DNO_FG"}, true},
 	{"broken/no-freeze", []string{"-DBUG_NO_FREEZE", "-DNO_I5", "-DNO_RB", "-DNO_FG"}, true},
 	{"broken/unsound-stale", []string{"-DBUG_UNSOUND_STALE", "-DNO_I5", "-DNO_RB", "-DNO_FG"}, true},
 	{"broken/no-precommit", []string{"-DBUG_NO_PRECOMMIT", "-DNO_I5", "-DNO_RB", "-DNO_FG"}, true},

@@ -50,6 +50,9 @@
  *           8 restic_prune, 9 and 10 second files of prune_a's and prune_b's marks (MARK_SPLIT)
  *   snaps   0,1 initial, 2 cairn_backup, 3 restic_backup
  *
+ * Comments such as  / * backup.after-pack-upload * /  name the failpoint of the code (docs/
+ * failpoints.md) at that step boundary.
+ *
  * Invariants (the monitor asserts I1..I4 in every reachable state; I5 at every commit):
  *   I1 every blob of every snapshot is in a pack that exists and is listed by an index file
  *   I2 every pack listed by an index file exists
@@ -64,7 +67,9 @@
  * the mark did not see), MARK_SPLIT (the mark writes its new index as two files, each
  * write a commit step with its own pre-commit check), SWEEP_DELETE_ONE_CHECK (one check
  * before the sweep's pack deletions instead of one per pack; I5 is then not asserted at
- * those deletions, I1..I4 still are), NSUSP=n,
+ * those deletions, I1..I4 still are), MARK_SERIES_DELETE / SWEEP_SERIES_DELETE (replaced
+ * index files deleted one per step: the mark after one check, the sweep with a check before
+ * each), MINIMAL_CHECKS and CODE_CHECKS (combinations, see below), NSUSP=n,
  * PRUNE_PHASES=n, NO_CB/NO_RB/NO_FG (leave an actor out), FORGET_ANY (forget may pick any
  * snapshot; default: the initial S1 or a backup's snapshot).
  * Deliberately broken variants (each must produce an assertion violation):
@@ -79,6 +84,10 @@
  *   RESTIC_SUSPEND            restic 0.14 resumes after its lock was broken (H02, residual)
  *   BUG_SERIES_ONE_CHECK      with MARK_SPLIT: one pre-commit check for both index files
  *   BUG_SWEEP_NO_DELETE_CHECK no check at all before the sweep deletes packs
+ *   BUG_SWEEP_SERIES_ONE_CHECK the sweep deletes replaced index files one per step after a
+ *                             single check (they unlist the packs it then deletes)
+ *   BUG_SWEEP_NO_WRITE_CHECK  no check right before the sweep writes its new index
+ *   BUG_BACKUP_INDEX_UNCHECKED the backup writes its index file without a check
  * -DNO_I5 leaves out the I5 check, so that a broken variant runs on into the data loss.
  * Reachability probes (each must produce an assertion violation, which shows the good model
  * really reaches that situation, i.e. the verification is not vacuous):
@@ -89,6 +98,32 @@
 #ifdef FULL
 #define WITH_PB
 #define WITH_RP
+#endif
+
+/* MINIMAL_CHECKS: the fewest pre-commit checks that are still safe, for code that writes
+ * and deletes in series: the mark's index is two files, each write checked; the mark deletes
+ * the replaced files after one check; the sweep checks before each index file deletion;
+ * one check precedes the sweep's pack deletions.
+ * CODE_CHECKS: the check placement of internal/prune at the time of writing (one check before
+ * the mark's index writes, none right before the sweep's index write, one before the sweep's
+ * index deletions, none before a backup's index writes): fails, see docs/concurrency.md F11. */
+#ifdef MINIMAL_CHECKS
+#define MARK_SPLIT
+#define MARK_SERIES_DELETE
+#define SWEEP_SERIES_DELETE
+#define SWEEP_DELETE_ONE_CHECK
+#endif
+#ifdef CODE_CHECKS
+#define MARK_SPLIT
+#define BUG_SERIES_ONE_CHECK
+#define MARK_SERIES_DELETE
+#define BUG_SWEEP_SERIES_ONE_CHECK
+#define SWEEP_DELETE_ONE_CHECK
+#define BUG_SWEEP_NO_WRITE_CHECK
+#define BUG_BACKUP_INDEX_UNCHECKED
+#endif
+#ifdef BUG_SWEEP_NO_DELETE_CHECK
+#undef SWEEP_DELETE_ONE_CHECK
 #endif
 
 #define NPK  8     /* pack slots */
@@ -189,7 +224,7 @@ inline conflict(p, c) {
  * out only adds behaviours. */
 inline acquire(p, ex, pr, ok) {
   atomic { lk_excl[p] = ex; lk_prune[p] = pr; lk_cur[p] = FRESH; inlock[p] = 1 };
-                                                              /* lock.after-write */
+                                                              /* lock.acquire.after-write (proposed) */
   d_step {
     conflict(p, c);
     if
@@ -204,7 +239,7 @@ inline acquire(p, ex, pr, ok) {
 /* Refresh by replacement: write the new lock file; then, only if the old one is still
  * there, delete it and adopt the new one; otherwise the lock is lost: remove the new one. */
 inline refresh(p) {
-  lk_new[p] = FRESH;                                          /* lock.refresh.after-new */
+  lk_new[p] = FRESH;                                          /* lock.refresh.after-new (proposed) */
 #ifdef BUG_REFRESH_NOCHECK
   atomic { lk_cur[p] = FRESH; lk_new[p] = NONE }
 #else
@@ -304,6 +339,61 @@ inline delete_packs(m) {
   pk_exists = pk_exists & ~(m)
 }
 
+/* Deleting the replaced index files F.
+ * Default: one commit step, guarded by a check.
+ * Series (as the code does it): one file per step.  The mark's new index lists every pack of
+ * the files it replaces, so one check before the series suffices (MARK_SERIES_DELETE).  The
+ * sweep's new index drops the packs it will delete, so deleting an old file *unlists* them:
+ * every file deletion is a commit step and needs its own check (SWEEP_SERIES_DELETE);
+ * BUG_SWEEP_SERIES_ONE_CHECK checks once before the series. */
+#define DELETE_ATOMIC(p, F, fail) \
+  precommit(p, ok); \
+  if :: !ok -> goto fail :: else -> skip fi; \
+  atomic { COMMIT_OK(p); delete_index_files(F); win[p] = 0 }
+
+#define DELETE_SERIES_ONE_CHECK(p, F, fail) \
+  precommit(p, ok); \
+  if :: !ok -> goto fail :: else -> skip fi; \
+  win[p] = 0; \
+  do \
+  :: F == 0 -> break \
+  :: else -> \
+     atomic { \
+       x = 0; \
+       do :: (F) & BIT(x) -> break :: else -> x++ od; \
+       delete_index_files(BIT(x)); F = F & ~BIT(x); x = 0 \
+     } \
+  od
+
+#define DELETE_SERIES_EACH_CHECKED(p, F, fail) \
+  do \
+  :: F == 0 -> break \
+  :: else -> \
+     precommit(p, ok); \
+     if :: !ok -> goto fail :: else -> skip fi; \
+     atomic { \
+       COMMIT_OK(p); \
+       x = 0; \
+       do :: (F) & BIT(x) -> break :: else -> x++ od; \
+       delete_index_files(BIT(x)); F = F & ~BIT(x); x = 0; \
+       win[p] = 0 \
+     } \
+  od
+
+#ifdef MARK_SERIES_DELETE
+#define MARK_DELETE_REPLACED(p, F, fail) DELETE_SERIES_ONE_CHECK(p, F, fail)
+#else
+#define MARK_DELETE_REPLACED(p, F, fail) DELETE_ATOMIC(p, F, fail)
+#endif
+
+#if defined(BUG_SWEEP_SERIES_ONE_CHECK)
+#define SWEEP_DELETE_REPLACED(p, F, fail) DELETE_SERIES_ONE_CHECK(p, F, fail)
+#elif defined(SWEEP_SERIES_DELETE)
+#define SWEEP_DELETE_REPLACED(p, F, fail) DELETE_SERIES_EACH_CHECKED(p, F, fail)
+#else
+#define SWEEP_DELETE_REPLACED(p, F, fail) DELETE_ATOMIC(p, F, fail)
+#endif
+
 /* ---------------- backups ---------------- */
 
 proctype cairn_backup() {
@@ -333,9 +423,13 @@ proctype cairn_backup() {
   :: need != 0 ->
      atomic { pk_blobs[4] = need; pk_exists = pk_exists | BIT(4); upl[CB] = BIT(4); need = 0 };
                                                               /* backup.after-pack-upload */
+#ifdef BUG_BACKUP_INDEX_UNCHECKED
+     atomic { ix_packs[1] = BIT(4); ix_exists = ix_exists | BIT(1) }
+#else
      precommit(CB, ok);
      if :: !ok -> goto abort :: else -> skip fi;
      atomic { COMMIT_OK(CB); ix_packs[1] = BIT(4); ix_exists = ix_exists | BIT(1); win[CB] = 0 }
+#endif
                                                               /* backup.after-index-upload */
   :: else -> skip
   fi;
@@ -396,7 +490,7 @@ proctype forget() {
   :: sn_exists & BIT(3) -> s = 3
   :: else -> goto frelease
   fi;
-  precommit(FG, ok);                                          /* forget.before-snapshot-delete */
+  precommit(FG, ok);                                          /* then forget.after-first-remove */
   if :: !ok -> goto frelease :: else -> skip fi;
   atomic { COMMIT_OK(FG); sn_exists = sn_exists & ~BIT(s); sn_blobs[s] = 0; win[FG] = 0; s = 0 };
 frelease:
@@ -566,10 +660,14 @@ inline sweep(p, nf) {
   assert(DELO == 0);          /* reachability probe: the sweep deletes a pending orphan */
 #endif
   if :: (DEL | DELO | REC) == 0 -> goto sw_release :: else -> skip fi;
+#ifdef BUG_SWEEP_NO_WRITE_CHECK
+  atomic {
+#else
   precommit(p, ok);
   if :: !ok -> goto sw_release :: else -> skip fi;
   atomic {
     COMMIT_OK(p);
+#endif
     ix_packs[nf] = V & ~DEL;
     ix_pend[nf] = (PI & ~DEL & ~REC) | (PO & ~DELO & data);
     ix_smark[nf] = sref;
@@ -599,11 +697,8 @@ inline sweep(p, nf) {
     x = 0; f = 0;
     ix_exists = ix_exists | BIT(nf);
     win[p] = 0
-  };                                                          /* prune.sweep.after-new-index */
-  precommit(p, ok);
-  if :: !ok -> goto sw_release :: else -> skip fi;
-  atomic { COMMIT_OK(p); delete_index_files(F); win[p] = 0 };
-                                                              /* prune.sweep.after-old-index-delete */
+  };                                                          /* prune.after-new-index */
+  SWEEP_DELETE_REPLACED(p, F, sw_release);                    /* prune.index-delete (each file) */
   DEL = DEL | DELO;
 #if defined(SWEEP_DELETE_ONE_CHECK)
   /* one check after the old index files are gone, none per pack: every pack deleted from
@@ -617,7 +712,7 @@ inline sweep(p, nf) {
   :: DEL == 0 -> break
   :: else ->
 #if !defined(SWEEP_DELETE_ONE_CHECK) && !defined(BUG_SWEEP_NO_DELETE_CHECK)
-     precommit(p, ok);                                        /* prune.sweep.before-pack-delete */
+     precommit(p, ok);                                        /* prune.before-pack-delete */
      if :: !ok -> break :: else -> skip fi;
 #endif
      atomic {
@@ -634,7 +729,7 @@ inline sweep(p, nf) {
 #endif
        delete_packs(BIT(x)); DEL = DEL & ~BIT(x); x = 0;
        win[p] = 0
-     }                                                        /* prune.sweep.mid-pack-delete */
+     }                                                        /* prune.pack-delete (before the next) */
   od;
 sw_release:
   release(p);
@@ -687,7 +782,7 @@ inline mark(p, nf, rp, nf2) {
   if
   :: cov != 0 ->
      atomic { pk_blobs[rp] = cov; pk_exists = pk_exists | BIT(rp); upl[p] = BIT(rp); cov = 0; V = V | BIT(rp) }
-                                                              /* prune.mark.after-repack-pack */
+                                                              /* prune.after-repack */
   :: else -> skip
   fi;
 #ifdef MARK_SPLIT
@@ -743,11 +838,8 @@ inline mark(p, nf, rp, nf2) {
     ix_exists = ix_exists | BIT(nf);
     win[p] = 0
   };
-#endif                                                        /* prune.mark.after-new-index */
-  precommit(p, ok);
-  if :: !ok -> goto mk_release :: else -> skip fi;
-  atomic { COMMIT_OK(p); delete_index_files(F); win[p] = 0 };
-                                                              /* prune.mark.after-old-index-delete */
+#endif                                                        /* prune.after-new-index */
+  MARK_DELETE_REPLACED(p, F, mk_release);                     /* prune.index-delete (each file) */
 #ifdef BUG_MARK_DELETES_ORPHANS
   precommit(p, ok);
   if :: !ok -> goto mk_release :: else -> skip fi;

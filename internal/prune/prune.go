@@ -141,7 +141,7 @@ func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) 
 		return nil, err
 	}
 	for id := range plan.Orphans {
-		if err := removePack(ctx, r, id); err != nil {
+		if err := removePack(ctx, r, l, id); err != nil {
 			return nil, err
 		}
 		rep.BytesFreed += st.listed[id]
@@ -167,7 +167,7 @@ func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) 
 	for id := range plan.Missing {
 		drop.Insert(id)
 	}
-	n, err := rewriteIndex(ctx, r, st, drop, nil)
+	n, err := rewriteIndex(ctx, r, l, st, drop, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) 
 	if err := checkLock(ctx, l, "after-new-index"); err != nil {
 		return nil, err
 	}
-	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, core.IndexFile, st.idxFiles); err != nil {
+	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, l, core.IndexFile, st.idxFiles); err != nil {
 		return nil, err
 	}
 	// 4. delete packs last
@@ -186,7 +186,7 @@ func Exclusive(ctx context.Context, r *repo.Repository, l Locker, opts Options) 
 		if plan.Missing.Has(id) {
 			continue
 		}
-		if err := removePack(ctx, r, id); err != nil {
+		if err := removePack(ctx, r, l, id); err != nil {
 			return nil, err
 		}
 		rep.BytesFreed += st.listed[id]
@@ -257,7 +257,7 @@ func Mark(ctx context.Context, r *repo.Repository, l Locker, opts Options, now t
 	for id := range plan.Missing {
 		drop.Insert(id)
 	}
-	n, err := rewriteIndex(ctx, r, st, drop, pending)
+	n, err := rewriteIndex(ctx, r, l, st, drop, pending)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +265,7 @@ func Mark(ctx context.Context, r *repo.Repository, l Locker, opts Options, now t
 	if err := checkLock(ctx, l, "after-new-index"); err != nil {
 		return nil, err
 	}
-	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, core.IndexFile, st.idxFiles); err != nil {
+	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, l, core.IndexFile, st.idxFiles); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -351,7 +351,7 @@ func Sweep(ctx context.Context, r *repo.Repository, l Locker, keepDelete time.Du
 	if dryRun || (len(drop) == 0 && len(orphans) == 0 && rep.PacksRecovered == 0) {
 		return rep, nil
 	}
-	n, err := rewriteIndex(ctx, r, st, drop, keepPending)
+	n, err := rewriteIndex(ctx, r, l, st, drop, keepPending)
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +359,7 @@ func Sweep(ctx context.Context, r *repo.Repository, l Locker, keepDelete time.Du
 	if err := checkLock(ctx, l, "after-new-index"); err != nil {
 		return nil, err
 	}
-	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, core.IndexFile, st.idxFiles); err != nil {
+	if rep.IndexFilesDeleted, err = deleteFiles(ctx, r, l, core.IndexFile, st.idxFiles); err != nil {
 		return nil, err
 	}
 	if err := checkLock(ctx, l, "before-pack-delete"); err != nil {
@@ -367,7 +367,7 @@ func Sweep(ctx context.Context, r *repo.Repository, l Locker, keepDelete time.Du
 	}
 	for _, set := range []core.IDSet{drop, orphans} {
 		for id := range set {
-			if err := removePack(ctx, r, id); err != nil {
+			if err := removePack(ctx, r, l, id); err != nil {
 				return nil, err
 			}
 		}
@@ -405,8 +405,8 @@ func needed(blobs []pack.Blob, used, avail core.BlobSet) bool {
 }
 
 // removePack deletes one pack (idempotent).
-func removePack(ctx context.Context, r *repo.Repository, id core.ID) error {
-	if err := failpoint.Inject("prune.pack-delete"); err != nil {
+func removePack(ctx context.Context, r *repo.Repository, l Locker, id core.ID) error {
+	if err := checkLock(ctx, l, "pack-delete"); err != nil {
 		return err
 	}
 	if err := r.Backend().Remove(ctx, backend.Handle{Type: core.PackFile, Name: id.String()}); err != nil {
@@ -415,9 +415,12 @@ func removePack(ctx context.Context, r *repo.Repository, id core.ID) error {
 	return nil
 }
 
-func deleteFiles(ctx context.Context, r *repo.Repository, t core.FileType, ids core.IDSet) (int, error) {
+func deleteFiles(ctx context.Context, r *repo.Repository, l Locker, t core.FileType, ids core.IDSet) (int, error) {
 	n := 0
 	for id := range ids {
+		if err := checkLock(ctx, l, "before-index-delete"); err != nil {
+			return n, err
+		}
 		if err := r.Backend().Remove(ctx, backend.Handle{Type: t, Name: id.String()}); err != nil {
 			return n, fmt.Errorf("remove %v %v: %w", t, id.Str(), err)
 		}
@@ -432,7 +435,7 @@ func deleteFiles(ctx context.Context, r *repo.Repository, t core.FileType, ids c
 // rewriteIndex writes new index files listing every pack of the loaded
 // index files except drop, with the given pending marks, in files of at
 // most 50000 blobs.
-func rewriteIndex(ctx context.Context, r *repo.Repository, st *state, drop core.IDSet, pending map[core.ID]index.Pending) (int, error) {
+func rewriteIndex(ctx context.Context, r *repo.Repository, l Locker, st *state, drop core.IDSet, pending map[core.ID]index.Pending) (int, error) {
 	const maxBlobs = 50000
 	var files []*index.File
 	cur := &index.File{}
@@ -462,6 +465,11 @@ func rewriteIndex(ctx context.Context, r *repo.Repository, st *state, drop core.
 	for _, f := range files {
 		if len(f.Packs) == 0 && len(f.Pending) == 0 {
 			continue
+		}
+		// every write of the series is a commit step (the model shows one
+		// check before the series is not enough)
+		if err := checkLock(ctx, l, "index-write"); err != nil {
+			return written, err
 		}
 		if _, err := r.SaveIndexFile(ctx, f); err != nil {
 			return written, fmt.Errorf("write new index: %w", err)
