@@ -335,6 +335,8 @@ func (g *globalOptions) lockRepository(ctx context.Context, r *repo.Repository, 
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// every index the command writes is a commit step guarded by the lock
+	r.SetCommitCheck(l.Check)
 	return func() { _ = l.Unlock(context.WithoutCancel(ctx)) }, lctx, l, nil
 }
 

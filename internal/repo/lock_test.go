@@ -161,3 +161,26 @@ func TestRemoveLocksSkewedWriterClock(t *testing.T) {
 		t.Fatalf("fresh lock with a skewed clock removed: %v %v", removed, err)
 	}
 }
+
+// TestIndexWriteNeedsLock: once the lock is gone, the blob saver writes
+// no index file (an index write is a commit step, model finding F11).
+func TestIndexWriteNeedsLock(t *testing.T) {
+	ctx := context.Background()
+	r, be := newTestRepo(t, 2, Options{})
+	l, _, err := r.Lock(ctx, false, LockOptions{Timing: &fastTiming})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(ctx)
+	r.SetCommitCheck(l.Check)
+	if _, err := r.SaveBlob(ctx, core.DataBlob, []byte("data"), core.ID{}, false); err != nil {
+		t.Fatal(err)
+	}
+	be.Remove(ctx, backend.Handle{Type: core.LockFile, Name: l.ID().String()})
+	if err := r.Flush(ctx); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("flush without lock: %v", err)
+	}
+	if ids, _ := r.ListIDs(ctx, core.IndexFile); len(ids) != 0 {
+		t.Fatalf("index written without a lock: %v", ids)
+	}
+}

@@ -50,6 +50,11 @@ type Repository struct {
 	opts    Options
 	idx     *index.MasterIndex
 
+	// commitCheck, if set, is called before every index file the blob
+	// saver writes (a commit step): it returns an error when the caller's
+	// lock is lost, and the write is not made.
+	commitCheck func(ctx context.Context) error
+
 	saveOnce sync.Once
 	saver    *blobSaver
 	// saveCtx bounds background uploads; cancelled by Close.
@@ -190,6 +195,10 @@ func (r *Repository) Backend() backend.Backend { return r.be }
 // local cache once the repository ID is known. Call it before any other
 // use of the handle.
 func (r *Repository) WrapBackend(wrap func(backend.Backend) backend.Backend) { r.be = wrap(r.be) }
+
+// SetCommitCheck installs the check run before every index write of the
+// blob saver (the CLI passes its lock's Check).
+func (r *Repository) SetCommitCheck(fn func(ctx context.Context) error) { r.commitCheck = fn }
 
 // Config returns the repository config.
 func (r *Repository) Config() Config { return r.cfg }

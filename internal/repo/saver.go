@@ -337,7 +337,14 @@ func (s *blobSaver) writeIndex(ctx context.Context) error {
 	if len(packs) == 0 {
 		return nil
 	}
-	if _, err := s.r.SaveIndexFile(ctx, &index.File{Packs: packs}); err != nil {
+	var err error
+	if s.r.commitCheck != nil {
+		err = s.r.commitCheck(ctx)
+	}
+	if err == nil {
+		_, err = s.r.SaveIndexFile(ctx, &index.File{Packs: packs})
+	}
+	if err != nil {
 		s.mu.Lock()
 		s.unindexed = append(packs, s.unindexed...)
 		for _, p := range packs {
