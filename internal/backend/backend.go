@@ -216,3 +216,23 @@ func AdopterOf(be Backend) (FileAdopter, bool) {
 	}
 	return nil, false
 }
+
+// ListConsistent reports whether be (looking through decorators) promises
+// read-after-write listing: once Save returned, every List that starts
+// afterwards includes the file, and once Remove returned, none does. Local
+// file systems give this; object stores and remote servers may not, so
+// callers that depend on it (the lock protocol's recheck) wait for such
+// backends to settle instead.
+func ListConsistent(be Backend) bool {
+	for be != nil {
+		if c, ok := be.(interface{ ListConsistent() bool }); ok {
+			return c.ListConsistent()
+		}
+		u, ok := be.(interface{ Unwrap() Backend })
+		if !ok {
+			return false
+		}
+		be = u.Unwrap()
+	}
+	return false
+}

@@ -57,10 +57,16 @@ func (li LockInfo) String() string {
 // LockTiming holds the lock timing knobs, read from the environment
 // (CAIRN_LOCK_STALE_AFTER, CAIRN_LOCK_REFRESH, CAIRN_CLOCK_OFFSET).
 type LockTiming struct {
-	StaleAfter  time.Duration
-	Refresh     time.Duration
-	RecheckWait time.Duration
-	ClockOffset time.Duration
+	StaleAfter time.Duration
+	Refresh    time.Duration
+	// RecheckWait is how long Lock waits between writing its lock file and
+	// listing the locks again, for backends whose listings may lag behind
+	// writes. Backends that promise read-after-write listings
+	// (backend.ListConsistent: local disks, the in-memory backend) skip it
+	// unless RecheckForced is set (CAIRN_LOCK_RECHECK_DELAY given).
+	RecheckWait   time.Duration
+	RecheckForced bool
+	ClockOffset   time.Duration
 }
 
 // DefaultLockTiming returns restic's timing adjusted by the environment.
@@ -71,6 +77,9 @@ func DefaultLockTiming() LockTiming {
 	}
 	if d, err := time.ParseDuration(os.Getenv("CAIRN_LOCK_REFRESH")); err == nil && d > 0 {
 		lt.Refresh = d
+	}
+	if d, err := time.ParseDuration(os.Getenv("CAIRN_LOCK_RECHECK_DELAY")); err == nil && d >= 0 {
+		lt.RecheckWait, lt.RecheckForced = d, true
 	}
 	if d, err := time.ParseDuration(os.Getenv("CAIRN_CLOCK_OFFSET")); err == nil {
 		lt.ClockOffset = d
@@ -328,11 +337,15 @@ func (r *Repository) tryLock(ctx context.Context, exclusive bool, op string, tim
 	if err != nil {
 		return nil, nil, fmt.Errorf("write lock: %w", err)
 	}
-	select {
-	case <-ctx.Done():
-		_ = r.removeLock(context.WithoutCancel(ctx), id)
-		return nil, nil, ctx.Err()
-	case <-time.After(timing.RecheckWait):
+	// Mutual exclusion needs only write-then-list on a consistent store
+	// (docs/concurrency.md §4.3); the wait covers stores whose listings lag.
+	if wait := timing.RecheckWait; wait > 0 && (timing.RecheckForced || !backend.ListConsistent(r.be)) {
+		select {
+		case <-ctx.Done():
+			_ = r.removeLock(context.WithoutCancel(ctx), id)
+			return nil, nil, ctx.Err()
+		case <-time.After(wait):
+		}
 	}
 	locks, err = r.ListLocks(ctx)
 	if err != nil {
