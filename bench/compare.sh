@@ -32,8 +32,10 @@
 #               with CAIRN_CPU_PROFILE=$RUN/cairn-full.pprof and, if perf exists, under
 #               `perf record -g` (top symbols in $RUN/perf-cairn-full*.txt)
 #
-# Caches cannot be dropped reliably here: the corpus is read from a warm page cache by both
-# tools, and each step runs exactly once per tool (no repetitions, no averaging).
+# Caches cannot be dropped reliably here, so they are filled instead: before each tool's
+# command the corpus and that tool's repository are read once (`warm`), and both tools start
+# every step from a warm page cache. Each step runs exactly once per tool (no repetitions,
+# no averaging).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -151,9 +153,18 @@ step_init() {
   for t in $ORDER; do run_tool init "$t" "" init; done
 }
 
+# warm DIR...: read every file once so each tool starts from the same warm page cache
+# (otherwise the first tool of a step pays for the disk reads and the second does not).
+warm() {
+  find "$@" -type f -print0 2>/dev/null | xargs -0 -r cat >/dev/null 2>&1 || true
+}
+
 step_backup() { # $1 = step name
   local t
-  for t in $ORDER; do run_tool "$1" "$t" "" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big"; done
+  for t in $ORDER; do
+    warm "$CORPUS_DIR" "$(repo_of "$t")"
+    run_tool "$1" "$t" "" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big"
+  done
 }
 
 # Find the corpus inside a restore target: both tools recreate the absolute path.
@@ -170,6 +181,7 @@ step_restore() {
     tgt=$RUN/restore-$t
     rm -rf "$tgt"
     mkdir -p "$tgt"
+    warm "$(repo_of "$t")"
     if run_tool restore "$t" "" restore latest --target "$tgt"; then :; fi
     note=
     if root=$(restored_root "$tgt"); then
@@ -197,6 +209,7 @@ step_check() {
       record_skip check cairn "skipped: cairn has no check command"
       continue
     fi
+    warm "$(repo_of "$t")"
     run_tool check "$t" "" check --read-data
   done
 }

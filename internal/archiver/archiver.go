@@ -114,6 +114,10 @@ type Archiver struct {
 	dryMu   sync.Mutex // guards drySeen
 	drySeen core.BlobSet
 
+	prefetchMu sync.Mutex // guards prefetched
+	// prefetched holds parent subtrees being loaded ahead of the walker.
+	prefetched map[core.ID]*treeFuture
+
 	// chunkSlots bounds the chunk buffers alive at once (memory bound).
 	chunkSlots chan struct{}
 
@@ -134,7 +138,8 @@ func New(r *repo.Repository, opts Options) *Archiver {
 	if opts.ChunksInFlight <= 0 {
 		opts.ChunksInFlight = 4
 	}
-	return &Archiver{repo: r, opts: opts, pol: r.Config().ChunkerPolynomial, drySeen: core.NewBlobSet()}
+	return &Archiver{repo: r, opts: opts, pol: r.Config().ChunkerPolynomial, drySeen: core.NewBlobSet(),
+		prefetched: map[core.ID]*treeFuture{}}
 }
 
 // future is the eventual result for one tree entry.
@@ -167,8 +172,7 @@ type fileJob struct {
 }
 
 type blobJob struct {
-	buf    []byte
-	n      int
+	ch     chunk
 	result chan blobResult
 }
 
@@ -462,7 +466,23 @@ func (a *Archiver) finishDir(node *tree.Node, prev *tree.Node, children []*futur
 	return f
 }
 
+// loadTree returns the parent tree id, prefetched if it was (see
+// prefetchSubtrees), or nil if it cannot be read.
 func (a *Archiver) loadTree(id core.ID) *tree.Tree {
+	a.prefetchMu.Lock()
+	f, ok := a.prefetched[id]
+	if ok {
+		delete(a.prefetched, id)
+	}
+	a.prefetchMu.Unlock()
+	if ok {
+		<-f.done
+		return f.t
+	}
+	return a.readTree(id)
+}
+
+func (a *Archiver) readTree(id core.ID) *tree.Tree {
 	buf, err := a.repo.LoadBlob(a.ctx, core.TreeBlob, id, nil)
 	if err != nil {
 		return nil // parent unreadable: back up as if there were none
@@ -507,6 +527,14 @@ func (a *Archiver) saveEntry(path, name string, fi os.FileInfo, prev *tree.Node)
 		}
 		f := newFuture()
 		job := &fileJob{path: path, node: node, prev: prev, fut: f}
+		if a.unchanged(node, prev) {
+			// nothing to read: settle it here instead of handing it to
+			// a file worker (an incremental backup is mostly these)
+			node.Content = prev.Content
+			a.fileDone(job, statusUnmodified)
+			f.resolve(node, statusUnmodified, nil)
+			return f
+		}
 		select {
 		case a.fileJobs <- job:
 		case <-a.ctx.Done():
@@ -553,6 +581,8 @@ func (a *Archiver) saveDir(path string, node *tree.Node, prev *tree.Node) *futur
 	if prev != nil && prev.Subtree != nil {
 		parentTree = a.loadTree(*prev.Subtree)
 	}
+	pf := a.prefetchSubtrees(parentTree)
+	defer pf.finish()
 	devID := node.DeviceID
 	children := make([]*future, 0, len(entries))
 	for _, name := range entries {
@@ -581,6 +611,9 @@ func (a *Archiver) saveDir(path string, node *tree.Node, prev *tree.Node) *futur
 		var prevChild *tree.Node
 		if parentTree != nil {
 			prevChild = parentTree.Find(name)
+			if fi.IsDir() {
+				pf.reached(prevChild)
+			}
 		}
 		children = append(children, a.saveEntry(p, name, fi, prevChild))
 	}
@@ -639,34 +672,31 @@ func (a *Archiver) fileWorker() {
 	}
 }
 
+// fileDone counts a finished file.
+func (a *Archiver) fileDone(job *fileJob, status int) {
+	a.st.filesProcessed.Add(1)
+	a.st.bytesProcessed.Add(job.node.Size)
+	switch status {
+	case statusNew:
+		a.st.filesNew.Add(1)
+	case statusChanged:
+		a.st.filesChanged.Add(1)
+	default:
+		a.st.filesUnmodified.Add(1)
+	}
+	if a.opts.Progress != nil {
+		a.opts.Progress.FilesDone.Add(1)
+		a.opts.Progress.BytesDone.Add(job.node.Size)
+	}
+}
+
 func (a *Archiver) processFile(job *fileJob, st *workerState) {
 	if a.opts.Progress != nil {
 		p := job.path
 		a.opts.Progress.CurrentFile.Store(&p)
 	}
-	done := func(status int) {
-		a.st.filesProcessed.Add(1)
-		a.st.bytesProcessed.Add(job.node.Size)
-		switch status {
-		case statusNew:
-			a.st.filesNew.Add(1)
-		case statusChanged:
-			a.st.filesChanged.Add(1)
-		default:
-			a.st.filesUnmodified.Add(1)
-		}
-		if a.opts.Progress != nil {
-			a.opts.Progress.FilesDone.Add(1)
-			a.opts.Progress.BytesDone.Add(job.node.Size)
-		}
-	}
-	if a.unchanged(job.node, job.prev) {
-		job.node.Content = job.prev.Content
-		done(statusUnmodified)
-		job.fut.resolve(job.node, statusUnmodified, nil)
-		return
-	}
-	content, size, err := a.saveFileContent(job.path, st)
+	done := func(status int) { a.fileDone(job, status) }
+	content, size, err := a.saveFileContent(job.path, job.prev, st)
 	if err != nil {
 		if a.ctx.Err() != nil {
 			job.fut.resolve(nil, 0, context.Cause(a.ctx))
@@ -712,7 +742,7 @@ type fatalError struct{ err error }
 func (e *fatalError) Error() string { return e.err.Error() }
 
 // saveFileContent reads, chunks and saves one file's content.
-func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint64, error) {
+func (a *Archiver) saveFileContent(path string, prev *tree.Node, st *workerState) (core.IDs, uint64, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
 	if err != nil && errors.Is(err, syscall.EPERM) {
 		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
@@ -761,7 +791,12 @@ func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint
 	if st.cr == nil {
 		st.cr = newChunkReader(a.pol)
 	}
-	st.cr.reset(f, a.pol)
+	sparse := false
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Blocks*512 < fi.Size() {
+		sparse = true
+	}
+	st.cr.reset(f, fi.Size(), sparse, a.hints(prev))
+	defer st.cr.close()
 	cr := st.cr
 	content := core.IDs{}
 	var size uint64
@@ -791,7 +826,7 @@ func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint
 			_ = collect(0)
 			return nil, 0, context.Cause(a.ctx)
 		}
-		data, err := cr.next()
+		ch, err := cr.next()
 		if err == io.EOF {
 			<-a.chunkSlots
 			break
@@ -801,16 +836,23 @@ func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint
 			_ = collect(0)
 			return nil, 0, err
 		}
-		size += uint64(len(data))
+		size += uint64(len(ch.data))
 		res := make(chan blobResult, 1)
-		job := &blobJob{buf: data, n: len(data), result: res}
-		select {
-		case a.blobJobs <- job:
-		case <-a.ctx.Done():
-			putBuf(data)
+		if !a.opts.DryRun && a.repo.Index().Has(core.BlobHandle{ID: ch.id, Type: core.DataBlob}) {
+			// already stored: no need to hand it to a blob worker
+			ch.release()
 			<-a.chunkSlots
-			_ = collect(0)
-			return nil, 0, context.Cause(a.ctx)
+			res <- blobResult{id: ch.id}
+		} else {
+			job := &blobJob{ch: ch, result: res}
+			select {
+			case a.blobJobs <- job:
+			case <-a.ctx.Done():
+				ch.release()
+				<-a.chunkSlots
+				_ = collect(0)
+				return nil, 0, context.Cause(a.ctx)
+			}
 		}
 		results = append(results, res)
 		if err := collect(a.opts.ChunksInFlight); err != nil {
@@ -821,6 +863,27 @@ func (a *Archiver) saveFileContent(path string, st *workerState) (core.IDs, uint
 		return nil, 0, err
 	}
 	return content, size, nil
+}
+
+// hints returns the chunks of a file's parent node that can guide the
+// chunker (see chunkReader): every chunk but the last (which may have been
+// cut by the end of the file rather than by the chunker), as long as the
+// index knows their sizes and they could have been cut by the chunker.
+func (a *Archiver) hints(prev *tree.Node) []hint {
+	if prev == nil || prev.Type != tree.NodeFile || len(prev.Content) < 2 {
+		return nil
+	}
+	idx := a.repo.Index()
+	hs := make([]hint, 0, len(prev.Content)-1)
+	for _, id := range prev.Content[:len(prev.Content)-1] {
+		loc, ok := idx.Lookup(core.BlobHandle{ID: id, Type: core.DataBlob})
+		n := int(loc.DataLength())
+		if !ok || n < chunker.MinSize || n > chunker.MaxSize {
+			break
+		}
+		hs = append(hs, hint{id: id, size: n})
+	}
+	return hs
 }
 
 // saveBlob stores a blob, or in a dry run only checks whether it is new
@@ -848,16 +911,21 @@ func (a *Archiver) saveBlob(t core.BlobType, data []byte, id core.ID) (repo.Save
 // saveBlobNow saves one chunk in the calling goroutine.
 func (a *Archiver) saveBlobNow(data []byte) (core.ID, error) {
 	id := chunkID(data)
+	return id, a.saveData(data, id)
+}
+
+// saveData saves a data blob whose ID is id.
+func (a *Archiver) saveData(data []byte, id core.ID) error {
 	res, err := a.saveBlob(core.DataBlob, data, id)
 	if err != nil {
-		return core.ID{}, &fatalError{err: err}
+		return &fatalError{err: err}
 	}
 	if !res.Known {
 		a.st.dataBlobs.Add(1)
 		a.st.dataAdded.Add(uint64(len(data)))
 		a.st.dataAddedPacked.Add(uint64(res.Size))
 	}
-	return id, nil
+	return nil
 }
 
 func (a *Archiver) blobWorker() {
@@ -872,7 +940,7 @@ func (a *Archiver) blobWorker() {
 		case <-a.ctx.Done():
 			// drain without work so senders never block forever
 			for job := range a.blobJobs {
-				putBuf(job.buf)
+				job.ch.release()
 				<-a.chunkSlots
 				job.result <- blobResult{err: context.Cause(a.ctx)}
 			}
@@ -882,42 +950,10 @@ func (a *Archiver) blobWorker() {
 }
 
 func (a *Archiver) saveChunk(job *blobJob) {
-	id, err := a.saveBlobNow(job.buf[:job.n])
-	putBuf(job.buf) // SaveBlob has copied the data into a pack
+	err := a.saveData(job.ch.data, job.ch.id)
+	job.ch.release() // SaveBlob has copied the data into a pack
 	<-a.chunkSlots
-	job.result <- blobResult{id: id, err: err}
-}
-
-// zeroIDs caches the IDs of all-zero chunks by length: sparse and
-// preallocated files are full of them, and hashing them byte by byte is
-// wasted work.
-var zeroIDs sync.Map // int -> core.ID
-
-func chunkID(data []byte) core.ID {
-	if len(data) >= 4096 && isZero(data) {
-		if id, ok := zeroIDs.Load(len(data)); ok {
-			return id.(core.ID)
-		}
-		id := core.Hash(data)
-		zeroIDs.Store(len(data), id)
-		return id
-	}
-	return core.Hash(data)
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
+	job.result <- blobResult{id: job.ch.id, err: err}
 }
 
 func getBuf(n int) []byte { return bufpool.Get(n) }
