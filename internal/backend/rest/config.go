@@ -3,6 +3,7 @@ package rest
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -33,6 +34,15 @@ type Config struct {
 	// data for this long (default DefaultStallTimeout; negative disables).
 	// It bounds stalls (hazard H30), not the duration of a transfer.
 	StallTimeout time.Duration
+	// Transport, if set, carries every request instead of the pooled
+	// http.Transport that Open builds (CACert and TLSClientCert must then
+	// be empty: TLS is the transport's business). It lets the REST
+	// protocol run over other connections, such as rclone's standard input
+	// and output. Close calls its CloseIdleConnections method, if any.
+	Transport http.RoundTripper
+	// Location, if set, names the repository in Location() and in error
+	// messages instead of "rest:" and the URL.
+	Location string
 }
 
 // ParseConfig parses "rest:http(s)://[user:pass@]host[:port]/path/" (the

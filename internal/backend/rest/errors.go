@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -46,16 +45,3 @@ func isPermanentStatus(code int) bool {
 	}
 	return false
 }
-
-// permanentError marks an error that no retry can fix (invalid
-// arguments, a malformed server answer to a valid request).
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string   { return e.err.Error() }
-func (e *permanentError) Unwrap() error   { return e.err }
-func (e *permanentError) Permanent() bool { return true }
-
-func permanent(err error) error { return &permanentError{err: err} }
-
-// errStalled is the cause of a request cancelled by the stall watchdog.
-var errStalled = errors.New("request stalled: no data moved within the stall timeout")

@@ -5,7 +5,9 @@
 // connection limits equal Config.Connections, and a semaphore of the same
 // size bounds concurrent requests. Every response body is drained before it
 // is closed so connections are reused rather than left in TIME_WAIT (hazard
-// H29), and a watchdog cancels requests that stop moving data (H30).
+// H29), and a stall watchdog cancels requests that stop moving data (H30).
+// Config.Transport lets the protocol run over another connection (the
+// rclone backend uses it over rclone's standard input and output).
 // Errors for 401, 403, 404, 416 and 507 implement Permanent() bool = true;
 // 5xx and network errors are transient and left to the retry layer.
 package rest
@@ -30,6 +32,8 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/backend/retry"
+	"github.com/cairn-backup/cairn/internal/backend/stall"
 	"github.com/cairn-backup/cairn/internal/core"
 )
 
@@ -57,8 +61,8 @@ type Backend struct {
 	user     *url.Userinfo
 	location string
 	conns    uint
-	stall    time.Duration
-	tr       *http.Transport
+	stall    time.Duration     // 0 or negative: no stall watchdog
+	rt       http.RoundTripper // carries the requests
 	client   *http.Client
 	sem      chan struct{} // one token per request in flight
 }
@@ -87,16 +91,51 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if conns == 0 {
 		conns = DefaultConnections
 	}
-	stall := cfg.StallTimeout
-	if stall == 0 {
-		stall = DefaultStallTimeout
+	stallTimeout := cfg.StallTimeout
+	if stallTimeout == 0 {
+		stallTimeout = DefaultStallTimeout
 	}
+	rt := cfg.Transport
+	if rt == nil {
+		tr, err := newTransport(cfg, conns)
+		if err != nil {
+			return nil, fmt.Errorf("open rest backend %s: %w", base.String(), err)
+		}
+		rt = tr
+	} else if cfg.CACert != "" || cfg.TLSClientCert != "" {
+		return nil, fmt.Errorf("open rest backend %s: certificate options cannot be combined with a custom transport", base.String())
+	}
+	location := cfg.Location
+	if location == "" {
+		location = "rest:" + base.String()
+	}
+	b := &Backend{
+		base:     &base,
+		user:     user,
+		location: location,
+		conns:    conns,
+		stall:    stallTimeout,
+		rt:       rt,
+		client: &http.Client{
+			Transport: rt,
+			// Never follow redirects: a redirected POST would lose its
+			// body and credentials could leak to another host.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		sem: make(chan struct{}, conns),
+	}
+	return b, nil
+}
+
+// newTransport builds the pooled transport for cfg: as many idle and
+// total connections as parallel requests.
+func newTransport(cfg Config, conns uint) (*http.Transport, error) {
 	tc, err := tlsConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open rest backend %s: %w", base.String(), err)
+		return nil, err
 	}
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
+	return &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         dialer.DialContext,
 		ForceAttemptHTTP2:   true,
@@ -109,23 +148,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		// Stalls are detected by the request watchdog, which also covers
 		// the wait for response headers.
 		ResponseHeaderTimeout: 0,
-	}
-	b := &Backend{
-		base:     &base,
-		user:     user,
-		location: "rest:" + base.String(),
-		conns:    conns,
-		stall:    stall,
-		tr:       tr,
-		client: &http.Client{
-			Transport: tr,
-			// Never follow redirects: a redirected POST would lose its
-			// body and credentials could leak to another host.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		sem: make(chan struct{}, conns),
-	}
-	return b, nil
+	}, nil
 }
 
 // Create opens the backend and creates the repository on the server: the
@@ -178,7 +201,9 @@ func (b *Backend) Connections() uint { return b.conns }
 
 // Close implements backend.Backend: it closes idle connections.
 func (b *Backend) Close() error {
-	b.tr.CloseIdleConnections()
+	if c, ok := b.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 	return nil
 }
 
@@ -220,9 +245,9 @@ func (b *Backend) do(ctx context.Context, method, u string, body io.Reader, leng
 		return nil, ctx.Err()
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
-	watch := newWatchdog(b.stall, func() { cancel(errStalled) })
+	watch := stall.New(b.stall, func() { cancel(stall.ErrStalled) })
 	cleanup := func() {
-		watch.stop()
+		watch.Stop()
 		cancel(nil)
 		<-b.sem
 	}
@@ -230,7 +255,7 @@ func (b *Backend) do(ctx context.Context, method, u string, body io.Reader, leng
 	var rbody io.Reader
 	var guard *guardedReader
 	if body != nil && length > 0 {
-		guard = &guardedReader{rd: &exactBody{rd: body, length: length}, ctx: rctx, onRead: watch.arm}
+		guard = &guardedReader{rd: &exactBody{rd: body, length: length}, ctx: rctx, onRead: watch.Progress}
 		rbody = guard
 	} else if body != nil {
 		rbody = http.NoBody
@@ -238,7 +263,7 @@ func (b *Backend) do(ctx context.Context, method, u string, body io.Reader, leng
 	req, err := http.NewRequestWithContext(rctx, method, u, rbody)
 	if err != nil {
 		cleanup()
-		return nil, permanent(err)
+		return nil, retry.Permanent(err)
 	}
 	if rbody != nil {
 		req.ContentLength = length // explicit: never chunked
@@ -252,22 +277,24 @@ func (b *Backend) do(ctx context.Context, method, u string, body io.Reader, leng
 		req.SetBasicAuth(b.user.Username(), pass)
 	}
 
-	// Armed until the response headers arrive; uploads re-arm it on every
-	// read of the body.
-	watch.arm()
+	// Watched until the response headers arrive; every read of the
+	// request body by the transport counts as progress.
+	watch.Begin()
 	resp, err := b.client.Do(req)
-	watch.disarm()
+	watch.End()
 	// The transport may still hold the body in another goroutine; cut it
 	// off so the caller can rewind or reuse its reader safely.
 	guard.close()
 	if err != nil {
-		if errors.Is(context.Cause(rctx), errStalled) {
-			err = fmt.Errorf("%w (%v)", errStalled, b.stall)
+		if watch.Stalled() {
+			err = watch.Err("request")
 		}
 		cleanup()
 		return nil, redactURLError(err)
 	}
-	resp.Body = &responseBody{rc: resp.Body, watch: watch, ctx: rctx, stall: b.stall}
+	// Reads of the body are watched while they wait on the server, so a
+	// slow consumer never counts as a stalled server.
+	resp.Body = watch.ReadCloser("response body", resp.Body)
 	var once sync.Once
 	return &response{Response: resp, release: func() {
 		once.Do(func() {
@@ -311,11 +338,11 @@ func kindFor(code int) error {
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("save %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("save %v: %w", h, err))
 	}
 	length := rd.Length()
 	if length < 0 {
-		return permanent(fmt.Errorf("save %v: negative length %d", h, length))
+		return retry.Permanent(fmt.Errorf("save %v: negative length %d", h, length))
 	}
 	if length == 0 {
 		// No body is sent: make sure the reader is really empty.
@@ -345,10 +372,10 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 // io.ErrUnexpectedEOF.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(rd io.Reader) error) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("load %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("load %v: %w", h, err))
 	}
 	if offset < 0 || length < 0 {
-		return permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
+		return retry.Permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
 	}
 	rng := fmt.Sprintf("bytes=%d-", offset)
 	if length > 0 {
@@ -377,18 +404,15 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 			want = resp.ContentLength - offset
 		}
 	case http.StatusPartialContent:
-		start, end, _, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if ok {
-			if start != offset {
-				return fmt.Errorf("load %v: server sent range starting at %d, want %d", h, start, offset)
-			}
-			if got := end - start + 1; want < 0 {
-				want = got
-			} else if got < want {
-				return fmt.Errorf("load %v: server has only %d of %d bytes at offset %d: %w", h, got, want, offset, io.ErrUnexpectedEOF)
-			}
-		} else if want < 0 && resp.ContentLength >= 0 {
-			want = resp.ContentLength
+		cr := resp.Header.Get("Content-Range")
+		start, end, _, ok := parseContentRange(cr)
+		if !ok || start != offset {
+			return fmt.Errorf("load %v: server sent Content-Range %q for offset %d", h, cr, offset)
+		}
+		if got := end - start + 1; want < 0 {
+			want = got
+		} else if got < want {
+			return fmt.Errorf("load %v: server has only %d of %d bytes at offset %d: %w", h, got, want, offset, io.ErrUnexpectedEOF)
 		}
 	case http.StatusRequestedRangeNotSatisfiable:
 		// The offset is at or past the end of the file. Reading zero bytes
@@ -426,7 +450,8 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 }
 
 // parseContentRange parses "bytes start-end/total" (total may be "*",
-// returned as -1).
+// returned as -1). rclone describes an empty range at the end of a file
+// as "bytes N-(N-1)/N": end may be start-1 when total is start.
 func parseContentRange(s string) (start, end, total int64, ok bool) {
 	spec, found := strings.CutPrefix(s, "bytes ")
 	if !found {
@@ -443,7 +468,7 @@ func parseContentRange(s string) (start, end, total int64, ok bool) {
 	var err1, err2 error
 	start, err1 = strconv.ParseInt(a, 10, 64)
 	end, err2 = strconv.ParseInt(z, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || end < start {
+	if err1 != nil || err2 != nil || start < 0 || end < start-1 {
 		return 0, 0, 0, false
 	}
 	total = -1
@@ -454,13 +479,16 @@ func parseContentRange(s string) (start, end, total int64, ok bool) {
 		}
 		total = t
 	}
+	if end == start-1 && total != start {
+		return 0, 0, 0, false // empty, but not at the end of the file
+	}
 	return start, end, total, true
 }
 
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
 	if err := h.Valid(); err != nil {
-		return backend.FileInfo{}, permanent(fmt.Errorf("stat %v: %w", h, err))
+		return backend.FileInfo{}, retry.Permanent(fmt.Errorf("stat %v: %w", h, err))
 	}
 	resp, err := b.do(ctx, http.MethodHead, b.objectURL(h), nil, 0, nil)
 	if err != nil {
@@ -492,7 +520,7 @@ func (b *Backend) List(ctx context.Context, t core.FileType, fn func(backend.Fil
 		return fn(fi)
 	}
 	if !slices.Contains(core.AllFileTypes, t) {
-		return permanent(fmt.Errorf("list: invalid file type %v", t))
+		return retry.Permanent(fmt.Errorf("list: invalid file type %v", t))
 	}
 	entries, v2, err := b.fetchList(ctx, t)
 	if err != nil {
@@ -595,7 +623,7 @@ func decodeJSONArray(data []byte, v any) error {
 // Remove implements backend.Backend. A missing file (404) is success.
 func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("remove %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("remove %v: %w", h, err))
 	}
 	resp, err := b.do(ctx, http.MethodDelete, b.objectURL(h), nil, 0, nil)
 	if err != nil {
@@ -615,10 +643,18 @@ func (b *Backend) Create(ctx context.Context) error {
 	_, err := b.Stat(ctx, backend.Handle{Type: core.ConfigFile})
 	switch {
 	case err == nil:
-		return permanent(fmt.Errorf("create repository at %s: config already exists: %w", b.location, backend.ErrAlreadyExists))
+		return retry.Permanent(fmt.Errorf("create repository at %s: config already exists: %w", b.location, backend.ErrAlreadyExists))
 	case !backend.IsNotExist(err):
 		return fmt.Errorf("create repository at %s: %w", b.location, err)
 	}
+	return b.CreateLayout(ctx)
+}
+
+// CreateLayout asks the server to create the repository (POST
+// ?create=true) without first checking that no config exists. It is
+// idempotent on servers that keep what exists (rclone); Create is the
+// checked form.
+func (b *Backend) CreateLayout(ctx context.Context) error {
 	hdr := http.Header{"Content-Type": {"binary/octet-stream"}}
 	resp, err := b.do(ctx, http.MethodPost, b.urlFor("")+"?create=true", bytes.NewReader(nil), 0, hdr)
 	if err != nil {
@@ -764,54 +800,3 @@ func (r *guardedReader) close() {
 	r.closed = true
 	r.mu.Unlock()
 }
-
-// responseBody arms the watchdog only while a read is blocked on the
-// server, so a slow consumer never counts as a stalled server.
-type responseBody struct {
-	rc    io.ReadCloser
-	watch *watchdog
-	ctx   context.Context
-	stall time.Duration
-}
-
-func (r *responseBody) Read(p []byte) (int, error) {
-	r.watch.arm()
-	n, err := r.rc.Read(p)
-	r.watch.disarm()
-	if err != nil && err != io.EOF && errors.Is(context.Cause(r.ctx), errStalled) {
-		err = fmt.Errorf("%w (%v)", errStalled, r.stall)
-	}
-	return n, err
-}
-
-func (r *responseBody) Close() error { return r.rc.Close() }
-
-// watchdog calls fire when armed for d without being disarmed or
-// re-armed. A nil *watchdog does nothing.
-type watchdog struct {
-	d time.Duration
-	t *time.Timer
-}
-
-func newWatchdog(d time.Duration, fire func()) *watchdog {
-	if d <= 0 {
-		return nil
-	}
-	t := time.AfterFunc(time.Hour, fire)
-	t.Stop()
-	return &watchdog{d: d, t: t}
-}
-
-func (w *watchdog) arm() {
-	if w != nil {
-		w.t.Reset(w.d)
-	}
-}
-
-func (w *watchdog) disarm() {
-	if w != nil {
-		w.t.Stop()
-	}
-}
-
-func (w *watchdog) stop() { w.disarm() }

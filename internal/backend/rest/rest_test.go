@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/backend/stall"
 	"github.com/cairn-backup/cairn/internal/core"
 )
 
@@ -219,6 +220,16 @@ func TestLoadRangeHandling(t *testing.T) {
 			w.Header().Set("Content-Range", "bytes 0-9/1000")
 			w.WriteHeader(206)
 			_, _ = w.Write(data[:10])
+		case "no-content-range": // 206 without saying which bytes
+			w.WriteHeader(206)
+			_, _ = w.Write(data[:10])
+		case "rclone-empty": // rclone's answer to a range at the end
+			w.Header().Set("Content-Range", "bytes 1000-999/1000")
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(206)
+		case "rclone-past-end": // rclone's answer to a range past the end
+			w.Header().Set("Content-Range", "bytes 1001-999/1000")
+			w.WriteHeader(206)
 		case "cut-body": // Content-Length promises more than is sent
 			w.Header().Set("Content-Length", "1000")
 			w.WriteHeader(200)
@@ -274,6 +285,23 @@ func TestLoadRangeHandling(t *testing.T) {
 	mode.Store("wrong-start")
 	if _, err := load(10, 5); err == nil {
 		t.Error("206 with the wrong start accepted")
+	}
+	mode.Store("no-content-range")
+	if _, err := load(10, 5); err == nil {
+		t.Error("206 without Content-Range accepted")
+	}
+	mode.Store("rclone-empty")
+	if got, err := load(0, 1000); err != nil || len(got) != 0 {
+		t.Errorf("empty 206 at the end, length 0: %v, %d bytes", err, len(got))
+	}
+	called := false
+	err := be.Load(ctx, h, 1, 1000, func(io.Reader) error { called = true; return nil })
+	if !errors.Is(err, io.ErrUnexpectedEOF) || called {
+		t.Errorf("empty 206 at the end, length 1: %v (fn called: %v)", err, called)
+	}
+	mode.Store("rclone-past-end")
+	if _, err := load(0, 1001); err == nil {
+		t.Error("206 for a range past the end accepted")
 	}
 	mode.Store("cut-body")
 	if _, err := load(0, 0); !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -545,6 +573,102 @@ func TestCreate(t *testing.T) {
 	}
 }
 
+// TestCreateLayout: CreateLayout only asks the server to create the
+// repository, without checking the config (rclone's server creates what
+// is missing and keeps the rest).
+func TestCreateLayout(t *testing.T) {
+	var created atomic.Int32
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.RawQuery != "create=true" {
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(400)
+			return
+		}
+		if created.Add(1) == 3 {
+			http.Error(w, "no", 500)
+		}
+	})
+	be := f.backend(Config{})
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := be.CreateLayout(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var se *StatusError
+	if err := be.CreateLayout(ctx); !errors.As(err, &se) || se.StatusCode != 500 {
+		t.Errorf("failed create: %v", err)
+	}
+}
+
+// countingTransport counts the requests it carries and the calls to
+// CloseIdleConnections.
+type countingTransport struct {
+	base              *http.Transport
+	requests, closeds atomic.Int32
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.requests.Add(1)
+	return c.base.RoundTrip(r)
+}
+
+func (c *countingTransport) CloseIdleConnections() {
+	c.closeds.Add(1)
+	c.base.CloseIdleConnections()
+}
+
+// TestCustomTransport: Config.Transport carries every request, stall
+// detection still applies, Close closes its idle connections, and
+// Location replaces the URL in Location() and messages.
+func TestCustomTransport(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	f := newFake(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/config") {
+			<-block // never answers
+			return
+		}
+		http.Error(w, "nope", http.StatusInternalServerError)
+	})
+	ct := &countingTransport{base: &http.Transport{}}
+	defer ct.base.CloseIdleConnections()
+	cfg, _ := parseConfig("rest:"+f.srv.URL+"/repo/", func(string) string { return "" })
+	cfg.Transport = ct
+	cfg.Location = "elsewhere:repo"
+	cfg.StallTimeout = 100 * time.Millisecond
+	be, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if be.Location() != "elsewhere:repo" {
+		t.Errorf("Location %q", be.Location())
+	}
+	ctx := context.Background()
+	err = be.Remove(ctx, backend.Handle{Type: core.IndexFile, Name: hashName(nil)})
+	var se *StatusError
+	if !errors.As(err, &se) || se.StatusCode != 500 {
+		t.Errorf("Remove: %v", err)
+	}
+	if _, err := be.Stat(ctx, backend.Handle{Type: core.ConfigFile}); !errors.Is(err, stall.ErrStalled) {
+		t.Errorf("Stat of a stalled server: %v", err)
+	}
+	if err := be.CreateLayout(ctx); err == nil || !strings.Contains(err.Error(), "elsewhere:repo") {
+		t.Errorf("error does not name the location: %v", err)
+	}
+	if n := ct.requests.Load(); n != 3 {
+		t.Errorf("%d requests through the transport, want 3", n)
+	}
+	_ = be.Close()
+	if ct.closeds.Load() != 1 {
+		t.Error("Close did not close the transport's idle connections")
+	}
+	cfg.CACert = "/some/ca.pem"
+	if _, err := Open(context.Background(), cfg); err == nil {
+		t.Error("Open with a transport and a CA certificate succeeded")
+	}
+}
+
 // TestConcurrencyLimit: no more than Connections requests are in flight.
 func TestConcurrencyLimit(t *testing.T) {
 	const conns = 3
@@ -690,7 +814,7 @@ func TestStall(t *testing.T) {
 	be := f.backend(Config{StallTimeout: 100 * time.Millisecond})
 	ctx := context.Background()
 	_, err := be.Stat(ctx, backend.Handle{Type: core.ConfigFile})
-	if !errors.Is(err, errStalled) || isPermanent(err) {
+	if !errors.Is(err, stall.ErrStalled) || isPermanent(err) {
 		t.Errorf("no response: %v", err)
 	}
 	// A slow consumer is not a stalled server: fn sleeps between reads.
@@ -702,7 +826,7 @@ func TestStall(t *testing.T) {
 		_, err := io.ReadAll(rd)
 		return err
 	})
-	if !errors.Is(err, errStalled) || isPermanent(err) {
+	if !errors.Is(err, stall.ErrStalled) || isPermanent(err) {
 		t.Errorf("stalled body: %v", err)
 	}
 }

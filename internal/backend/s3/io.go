@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -69,15 +67,6 @@ func classify(err error) error {
 func isNotFound(err error) bool {
 	return errors.Is(classify(err), backend.ErrNotExist)
 }
-
-// permanentError marks an error that no retry can fix.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string   { return e.err.Error() }
-func (e *permanentError) Unwrap() error   { return e.err }
-func (e *permanentError) Permanent() bool { return true }
-
-func permanent(err error) error { return &permanentError{err: err} }
 
 // ctxReader fails reads once ctx is done, even if the underlying reader
 // would go on delivering data.
@@ -179,28 +168,4 @@ func unexpectedEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// stallConn aborts a connection on which no data moved, in either
-// direction, for timeout (hazard H30). Every read or write pushes the
-// deadline of both directions forward, so a long upload keeps a pending
-// read of the response alive, and a slow consumer of a download (which
-// issues no read) never counts as a stalled server.
-type stallConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *stallConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *stallConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
 }

@@ -42,6 +42,8 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/backend/retry"
+	"github.com/cairn-backup/cairn/internal/backend/stall"
 	"github.com/cairn-backup/cairn/internal/core"
 )
 
@@ -106,13 +108,13 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("open %s: %w", loc, err)
 	}
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	stall := cfg.StallTimeout
+	stallTimeout := cfg.StallTimeout
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dialer.DialContext(ctx, network, addr)
-		if err != nil || stall < 0 {
+		if err != nil {
 			return c, err
 		}
-		return &stallConn{Conn: c, timeout: stall}, nil
+		return stall.NewConn(c, stallTimeout), nil
 	}
 	// Keep enough idle connections for every parallel request and the
 	// listing, so connections are reused rather than left in TIME_WAIT.
@@ -235,11 +237,11 @@ func (b *Backend) Create(ctx context.Context) error {
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("save %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("save %v: %w", h, err))
 	}
 	length := rd.Length()
 	if length < 0 {
-		return permanent(fmt.Errorf("save %v: negative length %d", h, length))
+		return retry.Permanent(fmt.Errorf("save %v: negative length %d", h, length))
 	}
 	if err := b.acquire(ctx); err != nil {
 		return fmt.Errorf("save %v: %w", h, err)
@@ -312,10 +314,10 @@ func (b *Backend) put(ctx context.Context, key string, rd io.Reader, length int6
 // is an error wrapping io.ErrUnexpectedEOF.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(rd io.Reader) error) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("load %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("load %v: %w", h, err))
 	}
 	if offset < 0 || length < 0 {
-		return permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
+		return retry.Permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
 	}
 	if err := b.acquire(ctx); err != nil {
 		return fmt.Errorf("load %v: %w", h, err)
@@ -331,7 +333,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 			end = offset + int64(length) - 1
 		}
 		if err := opts.SetRange(offset, end); err != nil {
-			return permanent(fmt.Errorf("load %v: %w", h, err))
+			return retry.Permanent(fmt.Errorf("load %v: %w", h, err))
 		}
 	}
 	body, info, hdr, err := b.core.GetObject(ctx, b.cfg.Bucket, key, opts)
@@ -348,7 +350,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if ranged && hdr.Get("Content-Range") == "" {
 		// The server ignored the range and sent the whole object.
 		if info.Size >= 0 && offset > info.Size {
-			return permanent(fmt.Errorf("load %v: offset %d beyond end of %d-byte object", h, offset, info.Size))
+			return retry.Permanent(fmt.Errorf("load %v: offset %d beyond end of %d-byte object", h, offset, info.Size))
 		}
 		if _, err := io.CopyN(io.Discard, body, offset); err != nil {
 			return fmt.Errorf("load %v: skip to offset %d: %w", h, offset, unexpectedEOF(err))
@@ -386,7 +388,7 @@ func (b *Backend) loadOutOfRange(ctx context.Context, h backend.Handle, key stri
 	}
 	switch {
 	case offset > info.Size:
-		return permanent(fmt.Errorf("load %v: offset %d beyond end of %d-byte object: %w", h, offset, info.Size, rangeErr))
+		return retry.Permanent(fmt.Errorf("load %v: offset %d beyond end of %d-byte object: %w", h, offset, info.Size, rangeErr))
 	case length > 0:
 		return fmt.Errorf("load %v: range %d+%d beyond end of %d-byte object: %w", h, offset, length, info.Size, io.ErrUnexpectedEOF)
 	}
@@ -421,7 +423,7 @@ func parseContentRange(s string) (start, end int64, ok bool) {
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
 	if err := h.Valid(); err != nil {
-		return backend.FileInfo{}, permanent(fmt.Errorf("stat %v: %w", h, err))
+		return backend.FileInfo{}, retry.Permanent(fmt.Errorf("stat %v: %w", h, err))
 	}
 	if err := b.acquire(ctx); err != nil {
 		return backend.FileInfo{}, fmt.Errorf("stat %v: %w", h, err)
@@ -456,7 +458,7 @@ func (b *Backend) List(ctx context.Context, t core.FileType, fn func(backend.Fil
 		return fn(fi)
 	}
 	if !slices.Contains(core.AllFileTypes, t) {
-		return permanent(fmt.Errorf("list: invalid file type %v", t))
+		return retry.Permanent(fmt.Errorf("list: invalid file type %v", t))
 	}
 	dir := b.prefix + t.String() + "/"
 	lctx, cancel := context.WithCancel(ctx)
@@ -511,7 +513,7 @@ func nameOf(t core.FileType, rel string) (string, bool) {
 // Remove implements backend.Backend. Deleting a missing object succeeds.
 func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("remove %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("remove %v: %w", h, err))
 	}
 	if err := b.acquire(ctx); err != nil {
 		return fmt.Errorf("remove %v: %w", h, err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/backend/backendtest"
+	"github.com/cairn-backup/cairn/internal/backend/stall"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/testutil/servers"
 )
@@ -462,6 +463,9 @@ func TestStall(t *testing.T) {
 	case err := <-done:
 		if err == nil {
 			t.Fatal("Stat against a silent server succeeded")
+		}
+		if !errors.Is(err, stall.ErrStalled) {
+			t.Fatalf("Stat against a silent server: %v, want a stall error", err)
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("Stat against a silent server hung despite the stall timeout")

@@ -39,6 +39,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/backend/retry"
 	"github.com/cairn-backup/cairn/internal/core"
 )
 
@@ -263,11 +264,11 @@ func exists(s *session, p string) (bool, error) {
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("save %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("save %v: %w", h, err))
 	}
 	want := rd.Length()
 	if want < 0 {
-		return permanent(fmt.Errorf("save %v: negative length %d", h, want))
+		return retry.Permanent(fmt.Errorf("save %v: negative length %d", h, want))
 	}
 	s, err := b.acquire(ctx)
 	if err != nil {
@@ -434,10 +435,10 @@ func (b *Backend) syncDir(s *session, dir string) {
 // Load implements backend.Backend.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(io.Reader) error) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("load %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("load %v: %w", h, err))
 	}
 	if offset < 0 || length < 0 {
-		return permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
+		return retry.Permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
 	}
 	s, err := b.acquire(ctx)
 	if err != nil {
@@ -447,7 +448,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	f, err := s.sftp.Open(b.filename(h))
 	if err != nil {
 		if isNotExist(err) {
-			return permanent(fmt.Errorf("load %v: %w", h, backend.ErrNotExist))
+			return retry.Permanent(fmt.Errorf("load %v: %w", h, backend.ErrNotExist))
 		}
 		return fmt.Errorf("load %v: %w", h, err)
 	}
@@ -457,11 +458,11 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 		return fmt.Errorf("load %v: %w", h, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return permanent(fmt.Errorf("load %v: not a regular file", h))
+		return retry.Permanent(fmt.Errorf("load %v: not a regular file", h))
 	}
 	size := fi.Size()
 	if offset > size {
-		return permanent(fmt.Errorf("load %v: offset %d beyond end of %d-byte file", h, offset, size))
+		return retry.Permanent(fmt.Errorf("load %v: offset %d beyond end of %d-byte file", h, offset, size))
 	}
 	n := size - offset
 	if length > 0 {
@@ -481,7 +482,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
 	if err := h.Valid(); err != nil {
-		return backend.FileInfo{}, permanent(fmt.Errorf("stat %v: %w", h, err))
+		return backend.FileInfo{}, retry.Permanent(fmt.Errorf("stat %v: %w", h, err))
 	}
 	s, err := b.acquire(ctx)
 	if err != nil {
@@ -491,12 +492,12 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 	fi, err := s.sftp.Lstat(b.filename(h))
 	if err != nil {
 		if isNotExist(err) {
-			return backend.FileInfo{}, permanent(fmt.Errorf("stat %v: %w", h, backend.ErrNotExist))
+			return backend.FileInfo{}, retry.Permanent(fmt.Errorf("stat %v: %w", h, backend.ErrNotExist))
 		}
 		return backend.FileInfo{}, fmt.Errorf("stat %v: %w", h, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return backend.FileInfo{}, permanent(fmt.Errorf("stat %v: not a regular file", h))
+		return backend.FileInfo{}, retry.Permanent(fmt.Errorf("stat %v: not a regular file", h))
 	}
 	return backend.FileInfo{Name: h.Name, Size: fi.Size()}, nil
 }
@@ -519,7 +520,7 @@ func (b *Backend) List(ctx context.Context, t core.FileType, fn func(backend.Fil
 		return fn(fi)
 	}
 	if !slices.Contains(core.AllFileTypes, t) {
-		return permanent(fmt.Errorf("list: invalid file type %v", t))
+		return retry.Permanent(fmt.Errorf("list: invalid file type %v", t))
 	}
 	files, err := b.listFiles(ctx, t)
 	if err != nil {
@@ -629,7 +630,7 @@ func isLowerHex(s string) bool {
 // Remove implements backend.Backend. A missing file is success.
 func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 	if err := h.Valid(); err != nil {
-		return permanent(fmt.Errorf("remove %v: %w", h, err))
+		return retry.Permanent(fmt.Errorf("remove %v: %w", h, err))
 	}
 	s, err := b.acquire(ctx)
 	if err != nil {
@@ -683,15 +684,6 @@ func (r *exactReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// permanentError marks an error that no retry can fix.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string   { return e.err.Error() }
-func (e *permanentError) Unwrap() error   { return e.err }
-func (e *permanentError) Permanent() bool { return true }
-
-func permanent(err error) error { return &permanentError{err: err} }
 
 // remoteFile is the client's open file.
 type remoteFile = pkgsftp.File
