@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,4 +45,30 @@ func TestServeOnS3TwoInstances(t *testing.T) {
 	if packs, _ := filepath.Glob(filepath.Join(srv.Dir, "shared", "repos", "office", "data", "*", "*")); len(packs) == 0 {
 		t.Fatal("no packs in the bucket")
 	}
+}
+
+// TestServeOnRESTExistingRepository: `cairn serve --backend rest:…` in
+// front of another REST server serves a repository that already exists
+// there (opening it must not try to create it).
+func TestServeOnRESTExistingRepository(t *testing.T) {
+	cairnEnv(t)
+	tmp := t.TempDir()
+	inner := startServe(t, "--no-auth", "--path", filepath.Join(tmp, "store"))
+	outer := startServe(t, "--no-auth", "--backend", "rest:"+inner.URL+"/")
+	src := filepath.Join(tmp, "src")
+	testutil.GenerateTree(t, src, testutil.GenOptions{Seed: 5, SkipNonUTF8LinkTargets: true})
+	mustCairn(t, "-r", "rest:"+inner.URL+"/team/", "init")
+	// a listing as the outer server's first request for the repository
+	lr, err := http.Get(outer.URL + "/team/keys/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr.Body.Close()
+	if lr.StatusCode != http.StatusOK {
+		t.Fatalf("listing keys through the outer server: %s", lr.Status)
+	}
+	mustCairn(t, "-r", "rest:"+outer.URL+"/team/", "backup", src)
+	dst := filepath.Join(tmp, "dst")
+	mustCairn(t, "-r", "rest:"+inner.URL+"/team/", "restore", "latest", "--target", dst)
+	testutil.CompareTrees(t, src, filepath.Join(dst, src), testutil.CompareOptions{IgnoreRoot: true})
 }

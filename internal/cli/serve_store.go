@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 
@@ -39,6 +40,11 @@ func (s *locationStore) backendFor(ctx context.Context, repoPath string, create 
 		return be, nil
 	}
 	be, err := s.g.openBackend(ctx, s.location(repoPath), create)
+	if create && errors.Is(err, backend.ErrAlreadyExists) {
+		// a backend whose creation refuses an existing repository (rest):
+		// the repository is there, open it
+		be, err = s.g.openBackend(ctx, s.location(repoPath), false)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +66,11 @@ func (s *locationStore) Create(ctx context.Context, repoPath string) error {
 	be, err := s.backendFor(ctx, repoPath, true)
 	if err != nil {
 		return err
+	}
+	// the server's create is idempotent: lay out what is missing, never
+	// refuse an existing repository
+	if c, ok := be.(interface{ CreateLayout(context.Context) error }); ok {
+		return c.CreateLayout(ctx)
 	}
 	if c, ok := be.(backend.Creator); ok {
 		return c.Create(ctx)
