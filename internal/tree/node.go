@@ -6,7 +6,9 @@
 // cairn and restic deduplicate each other's trees only if every byte matches.
 // The encoder therefore does not use encoding/json's reflection for nodes; it
 // writes the fields by hand in restic's order with encoding/json's escaping
-// rules as of the Go release restic 0.14 was built with (go1.19).
+// rules as of the Go release restic 0.14 was built with (go1.19). The
+// decoder (decode.go) is hand-written too, for speed, and reproduces what
+// json.Unmarshal into restic's node struct accepts and returns.
 package tree
 
 import (
@@ -213,22 +215,6 @@ func (n *Node) AppendJSON(dst []byte) ([]byte, error) {
 		dst = appendString(dst, n.Error)
 	}
 	return append(dst, '}'), nil
-}
-
-// UnmarshalJSON decodes one node as restic does: the name is unquoted with
-// strconv.Unquote and "linktarget_raw", when present, replaces "linktarget".
-// Unknown keys are ignored. The name is also checked with ValidName.
-func (n *Node) UnmarshalJSON(data []byte) error {
-	var w wireNode
-	if err := json.Unmarshal(data, &w); err != nil {
-		return fmt.Errorf("decode node: %w", err)
-	}
-	node, err := w.node()
-	if err != nil {
-		return err
-	}
-	*n = *node
-	return nil
 }
 
 // ValidName reports whether name may appear in a tree: it must be non-empty,

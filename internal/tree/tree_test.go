@@ -666,17 +666,3 @@ func BenchmarkEncodeTreeReference(b *testing.B) {
 		}
 	}
 }
-
-func BenchmarkDecodeTree(b *testing.B) {
-	buf, err := EncodeTree(benchNodes())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(buf)))
-	for b.Loop() {
-		if _, err := DecodeTree(buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
