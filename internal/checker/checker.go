@@ -3,7 +3,9 @@
 // tree reachable from it, and optionally the content of the pack files.
 //
 // The phases are methods of Checker and run in this order: ListSnapshots,
-// LoadIndex, CheckPacks, CheckStructure, and optionally ReadPacks. Every
+// LoadIndex, CheckPacks, CheckStructure, and optionally ReadPacks, which
+// may also run concurrently with CheckStructure (they share only the
+// loaded index). Every
 // problem is reported as a Problem through the Report callback; a method
 // returns an error only when it cannot go on (listing failed, cancelled, or
 // LoadIndex found damaged index files). The checker never uses a cache: it
@@ -87,6 +89,9 @@ type Options struct {
 	// Parallel bounds concurrent backend requests and decoders
 	// (default: r.Connections() + GOMAXPROCS).
 	Parallel int
+	// ReadParallel is how many packs ReadPacks reads at once, each with
+	// buffers as large as its largest blob (default: see New).
+	ReadParallel int
 }
 
 // Stats counts what a check covered.
@@ -124,6 +129,9 @@ type Checker struct {
 func New(r *repo.Repository, opts Options) *Checker {
 	if opts.Parallel <= 0 {
 		opts.Parallel = r.Connections() + runtime.GOMAXPROCS(0)
+	}
+	if opts.ReadParallel <= 0 {
+		opts.ReadParallel = defaultReadParallel(r)
 	}
 	return &Checker{r: r, opts: opts}
 }

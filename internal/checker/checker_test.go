@@ -731,7 +731,7 @@ func FuzzCheckHeader(f *testing.F) {
 	}
 	tail := buf[blobs[0].Length:]
 	c := New(r, Options{})
-	if probs := c.checkHeader(tail, blobs); len(probs) != 0 {
+	if probs := c.checkHeader(tail, 0, blobs); len(probs) != 0 {
 		f.Fatalf("genuine header: %v", probs)
 	}
 	f.Add(tail)
@@ -739,7 +739,7 @@ func FuzzCheckHeader(f *testing.F) {
 	f.Add([]byte{1, 2, 3, 4, 5})
 	f.Add(append(bytes.Repeat([]byte{0}, 40), 36, 0, 0, 0))
 	f.Fuzz(func(t *testing.T, rest []byte) {
-		probs := c.checkHeader(rest, blobs)
+		probs := c.checkHeader(rest, 0, blobs)
 		if bytes.Equal(rest, tail) && len(probs) != 0 {
 			t.Fatalf("genuine header rejected: %v", probs)
 		}

@@ -1,22 +1,25 @@
 package checker
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/repo"
 	"github.com/cairn-backup/cairn/internal/repo/crypto"
 	"github.com/cairn-backup/cairn/internal/repo/pack"
 )
@@ -180,43 +183,33 @@ func (c *Checker) packSize(id core.ID) int64 {
 // the pack header must list exactly the indexed blobs. A pack that fails is
 // read once more; packs that fail twice are reported and recorded in
 // Stats().DamagedPack.
+//
+// Each of a fixed set of workers streams one pack at a time through buffers
+// it reuses: the pack is hashed as it is read and every blob is decrypted in
+// place, so memory stays bounded by the largest blob per worker.
 func (c *Checker) ReadPacks(ctx context.Context, ids core.IDs) error {
 	if c.indexedPacks == nil {
 		return errors.New("read packs: index not loaded")
 	}
+	workers := min(c.opts.ReadParallel, len(ids))
+	bufSize, plainSize := c.bufferSizes(ids)
+	// largest packs first, so that the workers finish close together
+	order := append(core.IDs(nil), ids...)
+	sort.SliceStable(order, func(i, j int) bool { return c.packSize(order[i]) > c.packSize(order[j]) })
+	var next atomic.Int64 // index into order of the next pack to read
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.opts.Parallel)
-	for _, id := range ids {
-		blobs := c.indexedPacks[id]
+	for range workers {
 		g.Go(func() error {
-			var probs []string
-			var n int64
-			for attempt := 0; attempt < 2; attempt++ {
-				n, probs = c.readPack(gctx, id, blobs)
-				if gctx.Err() != nil {
-					return gctx.Err()
+			v := newPackVerifier(bufSize, plainSize)
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(order) {
+					return nil
 				}
-				if len(probs) == 0 {
-					if attempt > 0 {
-						c.report(Problem{Severity: SeverityHint, Kind: KindPackReadTransient, Pack: id,
-							Message: fmt.Sprintf("pack %v failed to verify once but passed on a second read (flaky storage or network?)", id)})
-					}
-					break
+				if err := c.verifyPack(gctx, v, order[i]); err != nil {
+					return err
 				}
 			}
-			c.mu.Lock()
-			c.stats.PacksRead++
-			c.stats.BytesRead += n
-			if len(probs) > 0 {
-				c.stats.DamagedPack = append(c.stats.DamagedPack, id)
-				sort.Sort(c.stats.DamagedPack)
-			}
-			c.mu.Unlock()
-			for _, p := range probs {
-				c.report(Problem{Severity: SeverityError, Kind: KindPackDamaged, Pack: id,
-					Message: fmt.Sprintf("pack %v: %s", id, p)})
-			}
-			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -225,67 +218,312 @@ func (c *Checker) ReadPacks(ctx context.Context, ids core.IDs) error {
 	return nil
 }
 
+// bufferSizes returns the sizes of a ReadPacks worker's stream and
+// decompression buffers for ids: room for the largest blob and the largest
+// plaintext, so that the buffers are allocated once, not grown step by
+// step, and at most maxKeptBuffer each.
+func (c *Checker) bufferSizes(ids core.IDs) (bufSize, plainSize int) {
+	var maxSealed, maxPlain int
+	for _, id := range ids {
+		for _, b := range c.indexedPacks[id] {
+			maxSealed = max(maxSealed, int(b.Length))
+			maxPlain = max(maxPlain, int(b.UncompressedLength))
+		}
+	}
+	bufSize = min(max(minStreamBuffer, maxSealed+readAhead), maxKeptBuffer)
+	if maxPlain > 0 {
+		plainSize = min(maxPlain+plainSlack, maxKeptBuffer)
+	}
+	return bufSize, plainSize
+}
+
+// WorkingMemory returns about how much memory besides the loaded index
+// CheckStructure and ReadPacks(ids) hold at most: the read workers'
+// buffers (more only for blobs larger than 32 MiB) and the trees being
+// decoded, each taken to need a few times its size.
+func (c *Checker) WorkingMemory(ids core.IDs) int64 {
+	bufSize, plainSize := c.bufferSizes(ids)
+	read := int64(min(c.opts.ReadParallel, len(ids))) * int64(bufSize+plainSize)
+	var maxTree int64
+	for _, blobs := range c.indexedPacks {
+		for _, b := range blobs {
+			if b.Type == core.TreeBlob {
+				maxTree = max(maxTree, int64(b.Length), int64(b.UncompressedLength))
+			}
+		}
+	}
+	return read + int64(c.opts.Parallel)*4*maxTree
+}
+
+// verifyPack reads pack id (twice if the first read finds problems),
+// reports what it found and updates the statistics. The error is only for
+// cancellation.
+func (c *Checker) verifyPack(ctx context.Context, v *packVerifier, id core.ID) error {
+	blobs := c.indexedPacks[id]
+	var probs []string
+	var n int64
+	for attempt := 0; attempt < 2; attempt++ {
+		n, probs = c.readPack(ctx, v, id, blobs)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if len(probs) == 0 {
+			if attempt > 0 {
+				c.report(Problem{Severity: SeverityHint, Kind: KindPackReadTransient, Pack: id,
+					Message: fmt.Sprintf("pack %v failed to verify once but passed on a second read (flaky storage or network?)", id)})
+			}
+			break
+		}
+	}
+	c.mu.Lock()
+	c.stats.PacksRead++
+	c.stats.BytesRead += n
+	if len(probs) > 0 {
+		c.stats.DamagedPack = append(c.stats.DamagedPack, id)
+		sort.Sort(c.stats.DamagedPack)
+	}
+	c.mu.Unlock()
+	for _, p := range probs {
+		c.report(Problem{Severity: SeverityError, Kind: KindPackDamaged, Pack: id,
+			Message: fmt.Sprintf("pack %v: %s", id, p)})
+	}
+	return nil
+}
+
+// defaultReadParallel is the number of ReadPacks workers for r: one per
+// core, since verifying is CPU-bound (kernel readahead keeps sequential
+// local reads ahead of it), or one per backend connection if there are
+// more, so that a remote backend's latency is hidden.
+func defaultReadParallel(r *repo.Repository) int {
+	return max(runtime.GOMAXPROCS(0), r.Connections())
+}
+
+// packVerifier is one ReadPacks worker's reusable state.
+type packVerifier struct {
+	s     packStream
+	plain []byte // decompression buffer
+	// plainSize is the capacity plain gets when a blob needs more.
+	plainSize int
+}
+
+// plainSlack is room past a plaintext's end that lets zstd use its fastest
+// copies.
+const plainSlack = 64
+
+// newPackVerifier returns a worker's state; its buffers get bufSize and
+// plainSize bytes when a blob first needs more.
+func newPackVerifier(bufSize, plainSize int) *packVerifier {
+	return &packVerifier{s: packStream{hash: sha256.New(), bufSize: bufSize}, plainSize: plainSize}
+}
+
+// maxKeptBuffer bounds the buffers a worker keeps between packs; a larger
+// one (a huge blob or a long unindexed tail) is dropped after its pack.
+const maxKeptBuffer = 32 << 20
+
 // readPack streams pack id once and returns the bytes read and the problems
 // found (empty: the pack is sound).
-func (c *Checker) readPack(ctx context.Context, id core.ID, blobs []pack.Blob) (int64, []string) {
+func (c *Checker) readPack(ctx context.Context, v *packVerifier, id core.ID, blobs []pack.Blob) (int64, []string) {
 	var probs []string
-	var total int64
+	s := &v.s
+	defer func() {
+		s.rd = nil
+		if cap(s.buf) > maxKeptBuffer {
+			s.buf = nil
+		}
+		if cap(v.plain) > maxKeptBuffer {
+			v.plain = nil
+		}
+	}()
 	h := backend.Handle{Type: core.PackFile, Name: id.String()}
 	err := c.r.Backend().Load(ctx, h, 0, 0, func(rd io.Reader) error {
 		// Load may call fn again on a retry: start afresh.
 		probs = probs[:0]
-		hash := sha256.New()
-		br := bufio.NewReaderSize(io.TeeReader(rd, hash), 256<<10)
-		var pos int64
-		var buf, plain []byte
+		s.reset(rd)
 		for _, b := range blobs {
 			off := int64(b.Offset)
-			if off < pos {
-				probs = append(probs, fmt.Sprintf("blob %v at offset %d overlaps the previous blob (ends at %d)", b.BlobHandle, off, pos))
+			if off < s.pos {
+				probs = append(probs, fmt.Sprintf("blob %v at offset %d overlaps the previous blob (ends at %d)", b.BlobHandle, off, s.pos))
 				continue
 			}
-			if off > pos {
-				probs = append(probs, fmt.Sprintf("gap of %d bytes before blob %v at offset %d", off-pos, b.BlobHandle, off))
-				n, err := io.CopyN(io.Discard, br, off-pos)
-				pos += n
-				if err != nil {
+			if off > s.pos {
+				probs = append(probs, fmt.Sprintf("gap of %d bytes before blob %v at offset %d", off-s.pos, b.BlobHandle, off))
+				if err := s.skip(off - s.pos); err != nil {
 					return readErr(err, "skip gap")
 				}
 			}
-			if cap(buf) < int(b.Length) {
-				buf = make([]byte, b.Length)
+			if size, ok := c.packSizes[id]; ok && off+int64(b.Length) > size {
+				// the read would fail anyway; do not allocate for it
+				return readErr(io.ErrUnexpectedEOF, fmt.Sprintf("read blob %v", b.BlobHandle))
 			}
-			buf = buf[:b.Length]
-			n, err := io.ReadFull(br, buf)
-			pos += int64(n)
+			sealed, err := s.next(int(b.Length))
 			if err != nil {
 				return readErr(err, fmt.Sprintf("read blob %v", b.BlobHandle))
 			}
-			p, err := c.r.DecodeBlob(b, buf, plain)
+			if need := int(b.UncompressedLength) + plainSlack; b.IsCompressed() && cap(v.plain) < need {
+				v.plain = make([]byte, 0, max(need, v.plainSize))
+			}
+			_, v.plain, err = c.r.DecodeBlobInPlace(b, sealed, v.plain)
 			if err != nil {
 				probs = append(probs, err.Error())
-				continue
 			}
-			plain = p
 		}
-		rest, err := io.ReadAll(br)
+		rest, dropped, err := s.rest(maxHeaderTail)
 		if err != nil {
 			return readErr(err, "read pack header")
 		}
-		total = pos + int64(len(rest))
-		if got := core.ID(hash.Sum(nil)); got != id {
+		if got := core.ID(s.hash.Sum(nil)); got != id {
 			probs = append(probs, fmt.Sprintf("pack content hashes to %v, not to its name (the file is damaged)", got))
 		}
-		probs = append(probs, c.checkHeader(rest, blobs)...)
+		probs = append(probs, c.checkHeader(rest, dropped, blobs)...)
 		return nil
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return total, []string{ctx.Err().Error()}
+			return s.pos, []string{ctx.Err().Error()}
 		}
-		return total, append(probs, fmt.Sprintf("cannot read: %v", err))
+		return s.pos, append(probs, fmt.Sprintf("cannot read: %v", err))
 	}
-	return total, probs
+	return s.pos, probs
+}
+
+// maxHeaderTail is the most of a pack's tail kept in memory to find the
+// header in: the largest valid header plus room for unindexed bytes.
+const maxHeaderTail = pack.MaxHeaderSize + 1<<20
+
+const (
+	// readAhead is how much more than the next blob one read asks for, so
+	// runs of small blobs (trees, small files) need few reads.
+	readAhead = 256 << 10
+	// minStreamBuffer is a packStream's initial buffer size.
+	minStreamBuffer = 1 << 20
+)
+
+// packStream reads a pack front to back, feeding every byte read to hash,
+// and hands out contiguous ranges of it from one reused buffer: a blob is
+// copied only when it straddles the end of what an earlier read brought
+// in.
+type packStream struct {
+	rd   io.Reader
+	hash hash.Hash
+	buf  []byte // buf[r:w] is read and hashed but not yet handed out
+	r, w int
+	pos  int64 // pack offset of buf[r]: bytes handed out or skipped so far
+	// bufSize is the size buf gets when it must grow for a blob that fits.
+	bufSize int
+}
+
+func (s *packStream) reset(rd io.Reader) {
+	s.rd = rd
+	s.hash.Reset()
+	s.r, s.w, s.pos = 0, 0, 0
+}
+
+// fill makes at least n bytes available in buf[r:w]. It moves what is
+// buffered to the front and grows buf only when it must.
+func (s *packStream) fill(n int) error {
+	if s.w-s.r >= n {
+		return nil
+	}
+	if len(s.buf) < n {
+		size := max(minStreamBuffer, n+readAhead)
+		if n <= s.bufSize {
+			size = max(size, s.bufSize)
+		}
+		nb := make([]byte, size)
+		s.w = copy(nb, s.buf[s.r:s.w])
+		s.r, s.buf = 0, nb
+	} else if len(s.buf)-s.r < n {
+		s.w = copy(s.buf, s.buf[s.r:s.w])
+		s.r = 0
+	}
+	for s.w-s.r < n {
+		end := min(len(s.buf), max(s.r+n, s.w+readAhead))
+		m, err := s.rd.Read(s.buf[s.w:end])
+		if m > 0 {
+			s.hash.Write(s.buf[s.w : s.w+m])
+			s.w += m
+		}
+		if err != nil {
+			if s.w-s.r >= n {
+				return nil // EOF (or an error) after enough bytes: the next read sees it again
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// next returns the next n bytes of the pack. The slice is valid until the
+// next call, and the caller may modify it (the bytes are hashed already).
+func (s *packStream) next(n int) ([]byte, error) {
+	if err := s.fill(n); err != nil {
+		return nil, err
+	}
+	b := s.buf[s.r : s.r+n : s.r+n]
+	s.r += n
+	s.pos += int64(n)
+	return b, nil
+}
+
+// skip reads and hashes n bytes without handing them out.
+func (s *packStream) skip(n int64) error {
+	for n > 0 {
+		k := int(min(n, int64(max(len(s.buf), minStreamBuffer))))
+		if err := s.fill(k); err != nil {
+			return err
+		}
+		s.r += k
+		s.pos += int64(k)
+		n -= int64(k)
+	}
+	return nil
+}
+
+// rest reads the pack to its end and returns its last bytes, at most max
+// of them, and how many bytes before those it read but did not keep.
+func (s *packStream) rest(maxLen int) ([]byte, int64, error) {
+	var dropped int64
+	for {
+		if s.w == len(s.buf) {
+			switch {
+			case s.w-s.r > maxLen:
+				// keep the newest maxLen bytes only
+				drop := s.w - s.r - maxLen
+				dropped += int64(drop)
+				s.pos += int64(drop)
+				s.r += drop
+				s.w = copy(s.buf, s.buf[s.r:s.w])
+				s.r = 0
+			case s.r > 0:
+				s.w = copy(s.buf, s.buf[s.r:s.w])
+				s.r = 0
+			default:
+				nb := make([]byte, max(minStreamBuffer, 2*len(s.buf)))
+				s.w = copy(nb, s.buf[s.r:s.w])
+				s.r, s.buf = 0, nb
+			}
+		}
+		m, err := s.rd.Read(s.buf[s.w:])
+		if m > 0 {
+			s.hash.Write(s.buf[s.w : s.w+m])
+			s.w += m
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, dropped, err
+		}
+	}
+	if over := s.w - s.r - maxLen; over > 0 {
+		dropped += int64(over)
+		s.pos += int64(over)
+		s.r += over
+	}
+	b := s.buf[s.r:s.w]
+	s.pos += int64(len(b))
+	s.r = s.w
+	return b, dropped, nil
 }
 
 // errShort marks a pack that ends before the index says it should.
@@ -298,13 +536,14 @@ func readErr(err error, op string) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// checkHeader parses the trailing header from rest (everything after the
-// last indexed blob) and compares it with the indexed blobs.
-func (c *Checker) checkHeader(rest []byte, blobs []pack.Blob) []string {
+// checkHeader parses the trailing header from rest (the end of the pack after
+// the last indexed blob, less dropped bytes before it that were not kept)
+// and compares it with the indexed blobs.
+func (c *Checker) checkHeader(rest []byte, dropped int64, blobs []pack.Blob) []string {
 	wantPlain := pack.HeaderPlaintextSize(blobs)
 	wantLen := wantPlain + crypto.Extension
 	if len(rest) < 4 {
-		return []string{fmt.Sprintf("only %d bytes follow the last blob; no room for a header", len(rest))}
+		return []string{fmt.Sprintf("only %d bytes follow the last blob; no room for a header", dropped+int64(len(rest)))}
 	}
 	hlen := int64(binary.LittleEndian.Uint32(rest[len(rest)-4:]))
 	var probs []string
@@ -312,10 +551,10 @@ func (c *Checker) checkHeader(rest []byte, blobs []pack.Blob) []string {
 		probs = append(probs, fmt.Sprintf("header length %d differs from the %d bytes the index implies", hlen, wantLen))
 	}
 	if hlen+4 > int64(len(rest)) || hlen < crypto.Extension {
-		return append(probs, fmt.Sprintf("header length %d does not fit the %d bytes after the last blob", hlen, len(rest)))
+		return append(probs, fmt.Sprintf("header length %d does not fit the %d bytes after the last blob", hlen, dropped+int64(len(rest))))
 	}
-	if hlen+4 != int64(len(rest)) {
-		probs = append(probs, fmt.Sprintf("%d unindexed bytes between the last blob and the header", int64(len(rest))-hlen-4))
+	if extra := dropped + int64(len(rest)) - hlen - 4; extra != 0 {
+		probs = append(probs, fmt.Sprintf("%d unindexed bytes between the last blob and the header", extra))
 	}
 	plain, err := c.r.Key().Open(nil, rest[int64(len(rest))-4-hlen:len(rest)-4])
 	if err != nil {

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -115,8 +119,17 @@ func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 	defer unlock()
 	ctx = lctx
 
-	var suggestRepairIndex, suggestPrune bool
-	report := func(p checker.Problem) {
+	var (
+		outMu sync.Mutex // guards the fields below and serialises the output of findings
+		// suggestRepairIndex and suggestPrune say which advice to print.
+		suggestRepairIndex, suggestPrune bool
+		// holding diverts ReadPacks's findings to held: the read phase
+		// starts before the structure check, but its findings are printed
+		// after the structure check's, as if it ran afterwards.
+		holding bool
+		held    []checker.Problem
+	)
+	emit := func(p checker.Problem) {
 		switch p.Kind {
 		case checker.KindDuplicatePack, checker.KindIncompletePack, checker.KindIndexDamaged:
 			suggestRepairIndex = true
@@ -137,7 +150,21 @@ func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 			g.printf("%s\n", p.Message)
 		}
 	}
+	report := func(p checker.Problem) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		if holding && (p.Kind == checker.KindPackDamaged || p.Kind == checker.KindPackReadTransient) {
+			held = append(held, p)
+			return
+		}
+		emit(p)
+	}
 	c := checker.New(r, checker.Options{Report: report})
+	finish := func() error {
+		outMu.Lock()
+		defer outMu.Unlock()
+		return g.finishCheck(c, suggestRepairIndex, suggestPrune)
+	}
 
 	if _, err := c.ListSnapshots(ctx); err != nil {
 		return err
@@ -148,37 +175,86 @@ func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 			return err
 		}
 		g.printf("%v\n", checker.ErrIndexDamaged)
-		return g.finishCheck(c, suggestRepairIndex, suggestPrune)
+		return finish()
 	}
 	g.printf("check all packs\n")
 	if err := c.CheckPacks(ctx); err != nil {
 		return err
 	}
+
+	// The read phase (if any) runs alongside the structure check: the two
+	// share no state but the index, and together they keep every core and
+	// the backend busy where one alone leaves them idle part of the time.
+	var ids core.IDs
+	var readDone chan error
+	rctx, cancelRead := context.WithCancel(ctx)
+	defer cancelRead()
+	if sub != nil {
+		ids = c.SelectPacks(*sub, nil)
+	}
+	defer limitCheckMemory(c.WorkingMemory(ids))()
+	if sub != nil {
+		outMu.Lock()
+		holding = true
+		outMu.Unlock()
+		readDone = make(chan error, 1)
+		go func() { readDone <- c.ReadPacks(rctx, ids) }()
+	}
 	g.printf("check snapshots, trees and blobs\n")
 	if err := c.CheckStructure(ctx); err != nil {
+		if readDone != nil {
+			cancelRead()
+			<-readDone
+		}
 		return err
 	}
 	if sub != nil {
-		ids := c.SelectPacks(*sub, nil)
 		switch sub.Kind {
 		case checker.SubsetAll:
 			g.printf("read all data\n")
 		default:
 			g.printf("read %s of data packs (%d packs)\n", sub, len(ids))
 		}
-		before := c.Stats()
+		outMu.Lock()
+		holding = false
+		for _, p := range held {
+			emit(p)
+		}
+		held = nil
+		outMu.Unlock()
 		stop := g.startCountProgress("packs", uint64(len(ids)), func() (uint64, uint64) {
 			st := c.Stats()
-			return uint64(st.PacksRead - before.PacksRead), uint64(st.BytesRead - before.BytesRead)
+			return uint64(st.PacksRead), uint64(st.BytesRead)
 		})
-		err := c.ReadPacks(ctx, ids)
+		err := <-readDone
 		stop()
 		if err != nil {
 			return err
 		}
 	}
-	return g.finishCheck(c, suggestRepairIndex, suggestPrune)
+	return finish()
 }
+
+// limitCheckMemory sets a soft memory limit for the rest of a check, once
+// the index is loaded: the live heap (mostly the index) twice, the working
+// memory of the phases to come (read buffers, trees being decoded), and
+// some headroom. Without it the heap grows to twice its working set, read
+// buffers included, before a collection runs. GOMEMLIMIT, if the user set
+// it, wins. The returned function restores the previous limit.
+func limitCheckMemory(working int64) (restore func()) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return func() {}
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	prev := debug.SetMemoryLimit(int64(ms.HeapAlloc)*2 + working + checkHeadroom)
+	return func() { debug.SetMemoryLimit(prev) }
+}
+
+// checkHeadroom is memory beyond the index and the working memory that a
+// check may use before the collector works harder.
+const checkHeadroom = 16 << 20
 
 // finishCheck prints the summary, advice and verdict.
 func (g *globalOptions) finishCheck(c *checker.Checker, suggestRepairIndex, suggestPrune bool) error {
