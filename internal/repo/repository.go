@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -369,10 +370,34 @@ func (r *Repository) FindFile(ctx context.Context, t core.FileType, prefix strin
 // LoadIndex loads every index file not loaded yet into the master index.
 // A damaged index file is an error naming it.
 func (r *Repository) LoadIndex(ctx context.Context) error {
+	// An index file can vanish between the listing and its load: prune
+	// deletes index files it has superseded (after writing the files that
+	// replace them), while other processes hold shared locks. Such a file
+	// is not an error; the listing is taken again so that its replacement,
+	// which exists by then, is loaded.
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		vanished, err := r.loadIndexOnce(ctx)
+		if err != nil {
+			return err
+		}
+		if vanished == 0 {
+			return nil
+		}
+		if attempt == attempts {
+			return fmt.Errorf("load index: index files keep vanishing while they are loaded (%d in the last of %d listings): %w", vanished, attempts, backend.ErrNotExist)
+		}
+	}
+}
+
+// loadIndexOnce lists the index files and loads those not loaded yet. It
+// returns how many listed files had vanished when they were loaded.
+func (r *Repository) loadIndexOnce(ctx context.Context) (int, error) {
 	ids, err := r.ListIDs(ctx, core.IndexFile)
 	if err != nil {
-		return fmt.Errorf("load index: %w", err)
+		return 0, fmt.Errorf("load index: %w", err)
 	}
+	var vanished atomic.Int32
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.Connections() + runtime.GOMAXPROCS(0))
 	for _, id := range ids {
@@ -382,13 +407,20 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		g.Go(func() error {
 			f, err := r.LoadIndexFile(gctx, id)
 			if err != nil {
+				if backend.IsNotExist(err) {
+					vanished.Add(1)
+					return nil
+				}
 				return err
 			}
 			r.idx.AddFile(id, f)
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return int(vanished.Load()), nil
 }
 
 // LoadIndexFile loads and decodes one index file.
