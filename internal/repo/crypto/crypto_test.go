@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -129,6 +130,12 @@ func TestKDF(t *testing.T) {
 	}
 	if _, err := KDF(Params{N: 1024, R: 1, P: 1}, salt[:10], "pw"); err == nil {
 		t.Fatal("short salt accepted")
+	}
+	// key files asking for absurd memory are refused before any allocation
+	for _, p := range []Params{{N: 1 << 24, R: 8, P: 1}, {N: 1 << 30, R: 1, P: 1}, {N: 1024, R: 8, P: 1 << 20}} {
+		if _, err := KDF(p, salt, "pw"); err == nil || !strings.Contains(err.Error(), "too large") {
+			t.Fatalf("KDF(%+v): %v, want a too-large error", p, err)
+		}
 	}
 	// restic's calibration quirk N=2^18, r=1 must be accepted.
 	if testing.Short() {

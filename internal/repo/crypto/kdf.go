@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/crypto/scrypt"
 )
 
 // Params are scrypt parameters as stored in a key file.
@@ -23,6 +21,11 @@ var DefaultParams = Params{N: 1 << 15, R: 8, P: 1}
 // SaltSize is the length of a key file's salt.
 const SaltSize = 64
 
+const (
+	maxLaneMemory  = 1 << 30
+	maxBlockMemory = 256 << 20
+)
+
 // KDF derives a 64-byte user key from password and salt.
 func KDF(p Params, salt []byte, password string) (*Key, error) {
 	if len(salt) != SaltSize {
@@ -31,10 +34,14 @@ func KDF(p Params, salt []byte, password string) (*Key, error) {
 	if p.N <= 1 || p.N&(p.N-1) != 0 || p.R <= 0 || p.P <= 0 {
 		return nil, fmt.Errorf("kdf: invalid scrypt parameters N=%d r=%d p=%d", p.N, p.R, p.P)
 	}
-	if uint64(p.R)*uint64(p.P) >= 1<<30 || uint64(p.N)*uint64(p.R) > 1<<32 {
-		return nil, fmt.Errorf("kdf: scrypt parameters too large N=%d r=%d p=%d", p.N, p.R, p.P)
+	// Bounds on what a key file may ask for, so that a crafted or corrupt
+	// key file cannot exhaust memory: one lane's scratch (128·r·N bytes) at
+	// most 1 GiB (restic calibrates to about 60 MiB), the PBKDF2 buffer
+	// (128·r·p bytes) at most 256 MiB.
+	if uint64(p.R)*uint64(p.P) >= 1<<30 || 128*uint64(p.N)*uint64(p.R) > maxLaneMemory || 128*uint64(p.R)*uint64(p.P) > maxBlockMemory {
+		return nil, fmt.Errorf("kdf: scrypt parameters too large N=%d r=%d p=%d (at most %d MiB per lane and %d MiB of lane blocks)", p.N, p.R, p.P, maxLaneMemory>>20, maxBlockMemory>>20)
 	}
-	b, err := scrypt.Key([]byte(password), salt, p.N, p.R, p.P, 64)
+	b, err := Scrypt([]byte(password), salt, p.N, p.R, p.P, 64)
 	if err != nil {
 		return nil, fmt.Errorf("kdf: %w", err)
 	}
@@ -48,27 +55,52 @@ func NewSalt() []byte {
 	return s
 }
 
-// Calibrate returns DefaultParams with P raised until one derivation takes at
-// least target (restic calibrates to 500 ms). It never returns parameters
-// cheaper than DefaultParams.
+// Calibrate returns DefaultParams with P raised until the sequential work of
+// one derivation is at least target (restic calibrates to 500 ms). It never
+// returns parameters cheaper than DefaultParams.
+//
+// KDF runs the P lanes concurrently, so timing a KDF call would measure wall
+// time on all cores and let more cores choose fewer lanes, i.e. weaker keys.
+// Calibrate therefore times a single lane on one goroutine (the CPU work an
+// attacker pays per lane, whatever hardware either side has) and picks the
+// smallest P with P × lane cost ≥ target: a derivation costs at least target
+// of single-core work, exactly what restic's sequential calibration yields.
 func Calibrate(target time.Duration) (Params, error) {
-	p := DefaultParams
-	salt := NewSalt()
-	start := time.Now()
-	if _, err := KDF(p, salt, "calibration"); err != nil {
-		return p, err
+	return calibrateParams(DefaultParams, target, laneCost(DefaultParams, 3)), nil
+}
+
+// calibrateParams returns base with P raised to the smallest value for which
+// P lanes of cost lane reach target, capped at 64 lanes. A non-positive lane
+// cost (a clock too coarse to measure it) selects the cap.
+func calibrateParams(base Params, target, lane time.Duration) Params {
+	p := base
+	need := 64
+	if lane > 0 {
+		need = int(min((target+lane-1)/lane, 64))
 	}
-	one := time.Since(start)
-	if one <= 0 {
-		one = time.Millisecond
-	}
-	if need := int((target + one - 1) / one); need > p.P {
+	if need > p.P {
 		p.P = need
 	}
-	if p.P > 64 {
-		p.P = 64
+	return p
+}
+
+// laneCost times scryptROMix for one lane of p's N and r on the calling
+// goroutine, runs times, and returns the fastest run. The scratch buffer is
+// allocated before timing and reused, so page-fault and allocation noise
+// (which would make a lane look dearer and so lower P) is left out.
+func laneCost(p Params, runs int) time.Duration {
+	ln := newLane(p.N, p.R)
+	b := make([]byte, 128*p.R)
+	mustRand(b)
+	best := time.Duration(-1)
+	for range runs {
+		start := time.Now()
+		ln.romix(b)
+		if d := time.Since(start); best < 0 || d < best {
+			best = d
+		}
 	}
-	return p, nil
+	return best
 }
 
 // ParamsFromEnv reads CAIRN_KDF_PARAMS ("N,r,p"), which tests use to create
