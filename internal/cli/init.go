@@ -23,9 +23,11 @@ func newInitCommand(g *globalOptions) *cobra.Command {
 		Short: "Create a new repository",
 		Long: `Create a new repository at the location given with -r/--repo.
 
-The key is derived from the password with scrypt, calibrated so one
-derivation takes at least 0.5 s with 32 MiB of memory (never cheaper than
-N=32768, r=8, p=1). Tests may set CAIRN_KDF_PARAMS=N,r,p for cheap keys.`,
+The key is derived from the password with scrypt: N=32768, r=8 (32 MiB per
+lane) and p calibrated so that one derivation costs at least 0.5 s of
+single-core work (never cheaper than N=32768, r=8, p=1). The p lanes are
+computed on all cores, which shortens the wait, not the attacker's work.
+Tests may set CAIRN_KDF_PARAMS=N,r,p for cheap keys.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInit(cmd.Context(), g, o)
