@@ -377,7 +377,7 @@ func TestConn(t *testing.T) {
 	checkStallError(t, err, "write")
 }
 
-// TestConnSlowPeer: a peer that sends a byte every half timeout does not
+// TestConnSlowPeer: a peer that sends a byte every third of the timeout does not
 // stall the connection.
 func TestConnSlowPeer(t *testing.T) {
 	clk := newFakeClock()
@@ -386,8 +386,12 @@ func TestConnSlowPeer(t *testing.T) {
 	c := newConn(clk, local, limit)
 	defer c.Close()
 	go func() {
-		for i := 0; i < 20; i++ {
-			clk.Advance(limit / 2)
+		// Up to two of these advances can fall between two progress
+		// marks of the reader (the write returns when the peer's read
+		// does, before the reader records progress), so each is a third
+		// of the limit: 30 of them are ten limits in all.
+		for i := 0; i < 30; i++ {
+			clk.Advance(limit / 3)
 			if _, err := remote.Write([]byte{byte(i)}); err != nil {
 				return
 			}
@@ -395,7 +399,7 @@ func TestConnSlowPeer(t *testing.T) {
 		_ = remote.Close()
 	}()
 	got, err := io.ReadAll(c)
-	if err != nil || len(got) != 20 {
+	if err != nil || len(got) != 30 {
 		t.Fatalf("read %d bytes: %v", len(got), err)
 	}
 	if c.w.Stalled() {
