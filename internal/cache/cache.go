@@ -463,20 +463,56 @@ func (c *Cache) createAtomic(dir, name string, record bool, produce func(w io.Wr
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("cache: sync %s: %w", name, err)
 	}
+	// What was written is not necessarily what the file holds: another
+	// process may have truncated or rewritten the temporary file meanwhile
+	// (the cache directory is shared). An entry is only remembered as
+	// verified after its bytes on disk were hashed again, unchanged from
+	// before to after that pass.
+	var ident fileIdent
+	if record && check != nil {
+		var err error
+		if ident, err = rehash(f, check); err != nil {
+			return fmt.Errorf("cache: write %s: %w", name, err)
+		}
+	}
 	final := filepath.Join(dir, name)
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("cache: rename %s: %w", name, err)
 	}
 	syncDir(dir)
-	if record {
-		if fi, err := f.Stat(); err == nil {
+	if record && check != nil {
+		if fi, err := f.Stat(); err == nil && identOf(fi) == ident {
 			c.mu.Lock()
-			c.verified[final] = identOf(fi)
+			c.verified[final] = ident
 			c.mu.Unlock()
 		}
 	}
 	done = true
 	return f.Close()
+}
+
+// rehash hashes f's content as it is on disk, checks it, and returns f's
+// identity, which must not change during the pass.
+func rehash(f *os.File, check func(sum []byte) error) (fileIdent, error) {
+	before, err := f.Stat()
+	if err != nil {
+		return fileIdent{}, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, before.Size())); err != nil {
+		return fileIdent{}, err
+	}
+	if err := check(h.Sum(nil)); err != nil {
+		return fileIdent{}, fmt.Errorf("changed on disk while it was written: %w", err)
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return fileIdent{}, err
+	}
+	if identOf(after) != identOf(before) {
+		return fileIdent{}, fmt.Errorf("changed on disk while it was verified: %w", errCorrupt)
+	}
+	return identOf(before), nil
 }
 
 // syncDir makes a rename in dir durable. Errors are ignored: the entry is

@@ -827,3 +827,41 @@ func FuzzParseVersion(f *testing.F) {
 		}
 	})
 }
+
+// TestTempFileChangedWhileWritten: another process truncates or rewrites
+// an entry's temporary file after its bytes were written (the cache is
+// shared). The entry must not be stored as verified with the damaged
+// content: a later read gets the right bytes or none.
+func TestTempFileChangedWhileWritten(t *testing.T) {
+	for _, damage := range []string{"truncate", "flip"} {
+		t.Run(damage, func(t *testing.T) {
+			c, _ := newTestCache(t)
+			h, buf := randomFile(rand.New(rand.NewPCG(7, 7)), core.PackFile, 300<<10)
+			err := c.put(h, func(w io.Writer, _ func() error) error {
+				if _, err := w.Write(buf); err != nil {
+					return err
+				}
+				tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(c.filename(h)), tempPrefix+"*"))
+				if len(tmps) != 1 {
+					return fmt.Errorf("%d temporary files", len(tmps))
+				}
+				if damage == "truncate" {
+					return os.Truncate(tmps[0], 40)
+				}
+				f, err := os.OpenFile(tmps[0], os.O_WRONLY, 0)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				_, err = f.WriteAt([]byte{buf[1000] ^ 1}, 1000)
+				return err
+			})
+			if !errors.Is(err, errCorrupt) {
+				t.Fatalf("put of a damaged temporary file: %v, want errCorrupt", err)
+			}
+			if _, err := cachedBytes(c, h); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the damaged entry was stored: %v", err)
+			}
+		})
+	}
+}
