@@ -1,34 +1,45 @@
 // Package restorer writes a snapshot's tree back to the filesystem.
 //
-// It works in pack order: first every directory, special file and empty
-// file is created and every file's blobs are listed; then each pack that
-// holds needed blobs is downloaded once (several in parallel) and each blob
-// is written to every file and offset that needs it. Files are created at
-// their final size, so all-zero blobs are skipped and stay holes (sparse
-// files stay sparse). Metadata is applied to a file once its last blob is
-// written, and to directories at the end, deepest first.
+// It works in two phases. The walk visits the trees depth first (loaders
+// fetch and decode the subtrees of the directory being visited in the
+// background), creates every directory, special file and empty file, and
+// lists the blobs of every other file. Then the content phase reads each
+// pack that holds needed blobs once, as one range or (for packs with many
+// small files) as a few ranges, several at a time, costliest first. Each
+// blob is decrypted in place, decompressed into a per-worker buffer,
+// checked against its MAC and its ID (a valid MAC only proves that the
+// blob was written with the key; the ID check catches data that was
+// corrupted before encryption or an index entry that points at the wrong
+// blob, which would otherwise be restored silently), and written with
+// pwrite to every file and offset that needs it.
+//
+// A regular file is created by the first worker that writes to it (in
+// parallel, with one open, one write and one close for a small file), and
+// its handle stays open while more of its blobs are pending, up to a limit.
+// All-zero blocks are not written: the file is new, so they stay holes and
+// sparse files stay sparse; the file is extended to its full size at the
+// end. Metadata is applied to a file once its last blob is written, hard
+// links are made after all content, and directories get their metadata at
+// the end, deepest first.
+//
+// Inside a directory this restore created itself nothing can be in the way,
+// so entries there are created without looking for old ones first.
 package restorer
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/fsnode"
 	"github.com/cairn-backup/cairn/internal/repo"
-	"github.com/cairn-backup/cairn/internal/repo/index"
 	"github.com/cairn-backup/cairn/internal/tree"
 )
 
@@ -69,7 +80,9 @@ type Options struct {
 	// Delete removes files in the target that are not in the snapshot.
 	Delete bool
 	// Verify rereads every restored file and checks it against the snapshot.
-	Verify          bool
+	Verify bool
+	// Workers is the number of packs processed at once (default: the
+	// backend's connections + 2).
 	Workers         int
 	IgnoreOwnership bool
 	Progress        *Progress
@@ -92,14 +105,23 @@ type Result struct {
 	Verified     uint64
 }
 
+// fileState is a regular file whose content is being restored.
 type fileState struct {
-	path   string
-	node   *tree.Node
-	offs   []int64 // offset of each content blob
-	remain atomic.Int64
-	failed atomic.Bool
-	mu     sync.Mutex // guards err
-	err    error
+	path string
+	node *tree.Node
+	// fresh: the parent directory was created by this restore, so nothing
+	// has to be removed at path before the file is created.
+	fresh bool
+
+	remain  atomic.Int64 // blob uses not yet handled
+	failed  atomic.Bool
+	written atomic.Int64 // end of the highest range written
+
+	mu        sync.Mutex // guards err, fd, created, createErr
+	err       error
+	fd        int  // handle kept open while blobs are pending; -1: none
+	created   bool // creation was attempted
+	createErr error
 }
 
 type blobUse struct {
@@ -107,18 +129,34 @@ type blobUse struct {
 	off  int64
 }
 
-type restorer struct {
-	r    *repo.Repository
-	opts Options
+type hardLink struct {
+	first, path string
+}
 
-	mu      sync.Mutex // guards errs, dirs
-	errs    []error
-	dirs    []*dirEntry
-	files   []*fileState
-	needed  map[core.ID][]blobUse // data blob -> uses
-	links   map[[2]uint64]string  // (device, inode) -> first restored path
-	wanted  map[string]struct{}   // target paths that are in the snapshot (for --delete)
-	skipped uint64
+type restorer struct {
+	r     *repo.Repository
+	opts  Options
+	ropts fsnode.RestoreOptions
+
+	mu   sync.Mutex // guards errs, and needed during the content phase
+	errs []error
+	// needed maps each data blob still to be written to its uses.
+	needed map[core.ID][]blobUse
+
+	// Walk state, used by the walking goroutine only.
+	trees     *treeLoader
+	creator   *creator
+	dirs      []*dirEntry
+	files     []*fileState
+	links     map[[2]uint64]string // (device, inode) -> first restored path
+	hardLinks []hardLink           // made after the content phase
+	wanted    map[string]struct{}  // target paths in the snapshot (only for --delete)
+	packOrder map[core.ID]int      // pack -> rank of its first use
+	skipped   uint64
+	deleted   uint64
+
+	openFiles atomic.Int64   // handles kept in fileState.fd
+	bufs      chan *packBufs // idle workers' buffers
 }
 
 type dirEntry struct {
@@ -133,31 +171,69 @@ func Restore(ctx context.Context, r *repo.Repository, rootID core.ID, opts Optio
 	if opts.Workers <= 0 {
 		opts.Workers = r.Connections() + 2
 	}
-	rs := &restorer{r: r, opts: opts, needed: map[core.ID][]blobUse{}, links: map[[2]uint64]string{}, wanted: map[string]struct{}{}}
+	rs := &restorer{
+		r: r, opts: opts, ropts: fsnode.RestoreOptions{IgnoreOwnership: opts.IgnoreOwnership},
+		needed: map[core.ID][]blobUse{}, links: map[[2]uint64]string{}, packOrder: map[core.ID]int{},
+		bufs: make(chan *packBufs, opts.Workers),
+	}
+	if opts.Delete {
+		rs.wanted = map[string]struct{}{}
+	}
+	fresh := false
 	if !opts.DryRun {
-		if err := os.MkdirAll(opts.Target, 0o700); err != nil {
-			return nil, fmt.Errorf("restore: create target: %w", err)
+		var err error
+		if fresh, err = makeTarget(opts.Target); err != nil {
+			return nil, err
 		}
 	}
-	if err := rs.walk(ctx, rootID, opts.Target, "/", 0); err != nil {
+	rs.trees = newTreeLoader(ctx, r, min(opts.Workers, maxTreeLoaders))
+	rs.creator = newCreator()
+	err := rs.walk(ctx, rootID, opts.Target, "/", 0, fresh)
+	rs.trees.close()
+	rs.creator.close()
+	if err != nil {
 		return nil, err
 	}
 	if !opts.DryRun {
 		if err := rs.writeContent(ctx); err != nil {
 			return nil, err
 		}
-		rs.finishDirs()
+		rs.makeHardLinks()
 		if opts.Delete {
-			rs.deleteExtra(opts.Target)
+			rs.deleteExtra(opts.Target) // before finishDirs: it changes directory mtimes
 		}
+		rs.finishDirs()
 	}
-	res := &Result{Errors: rs.errs, FilesSkipped: rs.skipped}
+	res := &Result{Errors: rs.errs, FilesSkipped: rs.skipped, Deleted: rs.deleted}
 	if opts.Verify && !opts.DryRun {
 		n, errs := rs.verify(ctx)
 		res.Verified = n
 		res.Errors = append(res.Errors, errs...)
 	}
 	return res, nil
+}
+
+// makeTarget creates the target directory if needed. fresh reports whether
+// it did not exist before.
+func makeTarget(target string) (fresh bool, err error) {
+	err = os.Mkdir(target, 0o700)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrExist):
+		if fi, err := os.Stat(target); err != nil {
+			return false, fmt.Errorf("restore: target: %w", err)
+		} else if !fi.IsDir() {
+			return false, fmt.Errorf("restore: target %s exists and is not a directory", target)
+		}
+		return false, nil
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(target, 0o700); err != nil {
+			return false, fmt.Errorf("restore: create target: %w", err)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("restore: create target: %w", err)
 }
 
 func (rs *restorer) fail(path string, err error) {
@@ -169,14 +245,6 @@ func (rs *restorer) fail(path string, err error) {
 	}
 }
 
-func (rs *restorer) loadTree(ctx context.Context, id core.ID) (*tree.Tree, error) {
-	buf, err := rs.r.LoadBlob(ctx, core.TreeBlob, id, nil)
-	if err != nil {
-		return nil, err
-	}
-	return tree.DecodeTree(buf)
-}
-
 // safeJoin joins a node name to a directory, refusing names that would
 // escape it.
 func safeJoin(dir, name string) (string, error) {
@@ -186,16 +254,31 @@ func safeJoin(dir, name string) (string, error) {
 	return filepath.Join(dir, name), nil
 }
 
+// entry is a node of the directory being walked, with what to do with it.
+type entry struct {
+	n        *tree.Node
+	path     string
+	item     string
+	selected bool
+}
+
 // walk creates directories and special files, and plans file content.
-func (rs *restorer) walk(ctx context.Context, id core.ID, dir, item string, depth int) error {
+// fresh says that dir was created by this restore.
+func (rs *restorer) walk(ctx context.Context, id core.ID, dir, item string, depth int, fresh bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t, err := rs.loadTree(ctx, id)
+	t, err := rs.trees.get(id)
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		rs.fail(dir, fmt.Errorf("load tree %v: %w", id.Str(), err))
 		return nil
 	}
+	// Decide first, so that the subtrees to visit load in the background
+	// while this directory is handled.
+	entries := make([]entry, 0, len(t.Nodes))
 	for _, n := range t.Nodes {
 		p, err := safeJoin(dir, n.Name)
 		if err != nil {
@@ -210,50 +293,135 @@ func (rs *restorer) walk(ctx context.Context, id core.ID, dir, item string, dept
 		if !selected && !(n.Type == tree.NodeDir && childMay) {
 			continue
 		}
-		rs.wanted[p] = struct{}{}
+		entries = append(entries, entry{n: n, path: p, item: it, selected: selected})
+	}
+	// Queue in reverse, so the loaders (which take the newest first)
+	// start with the subtree visited next.
+	for i := len(entries) - 1; i >= 0; i-- {
+		if n := entries[i].n; n.Type == tree.NodeDir && n.Subtree != nil {
+			rs.trees.prefetch(*n.Subtree)
+		}
+	}
+	for _, e := range entries {
+		n, p := e.n, e.path
+		if rs.wanted != nil {
+			rs.wanted[p] = struct{}{}
+		}
 		switch n.Type {
 		case tree.NodeDir:
 			if n.Subtree == nil {
 				rs.fail(p, errors.New("directory without subtree"))
 				continue
 			}
-			if !rs.opts.DryRun {
-				if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			subFresh := false
+			switch {
+			case rs.opts.DryRun:
+			case fresh:
+				// its parent is new, so it is new: no need to wait
+				subFresh = true
+				rs.creator.do(func() {
+					if err := os.Mkdir(p, 0o700); err != nil {
+						rs.fail(p, err)
+					}
+				})
+			default:
+				var err error
+				if subFresh, err = rs.makeDir(p); err != nil {
 					rs.fail(p, err)
+					rs.trees.forget(*n.Subtree)
 					continue
 				}
 			}
-			if err := rs.walk(ctx, *n.Subtree, p, it, depth+1); err != nil {
+			if err := rs.walk(ctx, *n.Subtree, p, e.item, depth+1, subFresh); err != nil {
 				return err
 			}
-			if selected {
-				rs.dirs = append(rs.dirs, &dirEntry{path: p, node: n, depth: depth})
+			if e.selected {
+				rs.dirs = append(rs.dirs, &dirEntry{path: p, node: retainNode(n, false), depth: depth})
 			}
 		case tree.NodeFile:
-			if !selected {
-				continue
-			}
-			rs.planFile(p, n)
+			rs.planFile(p, n, fresh)
 		default:
-			if !selected || rs.opts.DryRun {
+			if rs.opts.DryRun || (!fresh && rs.skipExisting(p, n)) {
 				continue
 			}
-			if rs.skipExisting(p, n) {
-				continue
-			}
-			_ = os.Remove(p)
-			if err := fsnode.CreateSpecial(p, n); err != nil {
-				if !errors.Is(err, fsnode.ErrNotRestorable) {
+			create := func() {
+				if !fresh {
+					_ = os.Remove(p)
+				}
+				if err := fsnode.CreateSpecial(p, n); err != nil {
+					if !errors.Is(err, fsnode.ErrNotRestorable) {
+						rs.fail(p, err)
+					}
+					return
+				}
+				if err := fsnode.RestoreMetadata(p, n, rs.ropts); err != nil {
 					rs.fail(p, err)
 				}
-				continue
 			}
-			if err := fsnode.RestoreMetadata(p, n, fsnode.RestoreOptions{IgnoreOwnership: rs.opts.IgnoreOwnership}); err != nil {
-				rs.fail(p, err)
+			if fresh {
+				rs.creator.do(create)
+			} else {
+				create()
 			}
 		}
 	}
 	return nil
+}
+
+// makeDir creates directory p in a directory that existed before. An
+// existing directory is used as it is (fresh is false); anything else there
+// (a file, or a symlink that would lead the restore out of the target) is
+// replaced, unless the overwrite policy is never.
+func (rs *restorer) makeDir(p string) (fresh bool, err error) {
+	err = os.Mkdir(p, 0o700)
+	if err == nil || !errors.Is(err, os.ErrExist) {
+		return err == nil, err
+	}
+	fi, lerr := os.Lstat(p)
+	if lerr != nil {
+		return false, lerr
+	}
+	if fi.IsDir() {
+		return false, nil
+	}
+	if rs.opts.Overwrite == OverwriteNever {
+		return false, fmt.Errorf("exists and is not a directory (%v)", fi.Mode().Type())
+	}
+	if err := os.Remove(p); err != nil {
+		return false, err
+	}
+	return true, os.Mkdir(p, 0o700)
+}
+
+// creator runs, in order and in the background, what the walk creates
+// inside directories that are new: the directories themselves, special
+// files and empty files. Each operation's directory is created by an
+// earlier one, and nothing else depends on them until the content phase,
+// which starts after close. So the walk goes on decoding trees while the
+// filesystem creates inodes, which is slow on some filesystems.
+type creator struct {
+	ops  chan func()
+	done chan struct{}
+}
+
+func newCreator() *creator {
+	c := &creator{ops: make(chan func(), 4096), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for op := range c.ops {
+			op()
+		}
+	}()
+	return c
+}
+
+// do queues op.
+func (c *creator) do(op func()) { c.ops <- op }
+
+// close waits until every queued operation has run.
+func (c *creator) close() {
+	close(c.ops)
+	<-c.done
 }
 
 func pathJoin(item, name string) string {
@@ -284,64 +452,64 @@ func (rs *restorer) skipExisting(p string, n *tree.Node) bool {
 	return skip
 }
 
-func (rs *restorer) planFile(p string, n *tree.Node) {
+// planFile records the blobs of a regular file. The file itself is created
+// in the content phase, by the first worker that writes to it.
+func (rs *restorer) planFile(p string, n *tree.Node, fresh bool) {
 	if rs.opts.Progress != nil {
 		rs.opts.Progress.FilesTotal.Add(1)
 		rs.opts.Progress.BytesTotal.Add(n.Size)
 	}
-	if rs.opts.DryRun {
-		return
-	}
-	if rs.skipExisting(p, n) {
+	if rs.opts.DryRun || (!fresh && rs.skipExisting(p, n)) {
 		return
 	}
 	if n.Links > 1 && n.Inode != 0 {
 		key := [2]uint64{n.DeviceID, n.Inode}
 		if first, ok := rs.links[key]; ok {
-			_ = os.Remove(p)
-			if err := os.Link(first, p); err != nil {
-				rs.fail(p, fmt.Errorf("hard link to %s: %w", first, err))
-			}
-			if rs.opts.Progress != nil {
-				rs.opts.Progress.FilesDone.Add(1)
-			}
+			rs.hardLinks = append(rs.hardLinks, hardLink{first: first, path: p})
 			return
 		}
 		rs.links[key] = p
 	}
-	_ = os.Remove(p) // replace, never write through an existing (maybe hard-linked) file
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_EXCL, 0o600)
-	if err != nil {
-		rs.fail(p, err)
-		return
-	}
-	if err := f.Truncate(int64(n.Size)); err != nil {
-		f.Close()
-		rs.fail(p, err)
-		return
-	}
-	if err := f.Close(); err != nil {
-		rs.fail(p, err)
-		return
-	}
-	fs := &fileState{path: p, node: n, offs: make([]int64, len(n.Content))}
+	fs := &fileState{path: p, node: retainNode(n, rs.opts.Verify), fresh: fresh, fd: -1}
+	rs.files = append(rs.files, fs)
 	var off int64
 	idx := rs.r.Index()
-	for i, id := range n.Content {
-		fs.offs[i] = off
+	uses := int64(0)
+	for _, id := range n.Content {
 		loc, ok := idx.Lookup(core.BlobHandle{ID: id, Type: core.DataBlob})
 		if !ok {
+			// the offsets of later blobs are unknown: the file cannot be
+			// restored, but it is still created and reported
 			fs.setErr(fmt.Errorf("data blob %v is not in the index", id.Str()))
-			continue
+			break
 		}
+		if _, ok := rs.packOrder[loc.Pack]; !ok {
+			rs.packOrder[loc.Pack] = len(rs.packOrder)
+		}
+		rs.needed[id] = append(rs.needed[id], blobUse{file: fs, off: off})
 		off += int64(loc.DataLength())
-		rs.needed[id] = append(rs.needed[id], blobUse{file: fs, off: fs.offs[i]})
+		uses++
 	}
-	fs.remain.Store(int64(len(n.Content)))
-	rs.files = append(rs.files, fs)
-	if len(n.Content) == 0 {
-		rs.finishFile(fs)
+	fs.remain.Store(uses)
+	if uses == 0 {
+		if fresh {
+			rs.creator.do(func() { rs.finishFile(fs, -1) })
+		} else {
+			rs.finishFile(fs, -1)
+		}
 	}
+}
+
+// retainNode returns a copy of n with what is needed after the walk, so
+// that the decoded tree n belongs to can be freed. Content is kept only for
+// verification.
+func retainNode(n *tree.Node, keepContent bool) *tree.Node {
+	c := *n
+	c.Name, c.LinkTarget, c.Error, c.Subtree = "", "", "", nil
+	if !keepContent {
+		c.Content = nil
+	}
+	return &c
 }
 
 func (fs *fileState) setErr(err error) {
@@ -353,178 +521,19 @@ func (fs *fileState) setErr(err error) {
 	fs.failed.Store(true)
 }
 
-// finishFile applies metadata, or reports the file as damaged.
-func (rs *restorer) finishFile(fs *fileState) {
-	if fs.failed.Load() {
-		fs.mu.Lock()
-		err := fs.err
-		fs.mu.Unlock()
-		rs.fail(fs.path, fmt.Errorf("not restored completely: %w", err))
-		return
-	}
-	if err := fsnode.RestoreMetadata(fs.path, fs.node, fsnode.RestoreOptions{IgnoreOwnership: rs.opts.IgnoreOwnership}); err != nil {
-		rs.fail(fs.path, err)
-	}
-	if rs.opts.Progress != nil {
-		rs.opts.Progress.FilesDone.Add(1)
-	}
-}
-
-type packJob struct {
-	pack  core.ID
-	blobs []index.Location
-}
-
-func (rs *restorer) writeContent(ctx context.Context) error {
-	byPack := map[core.ID][]index.Location{}
-	idx := rs.r.Index()
-	for id := range rs.needed {
-		loc, ok := idx.Lookup(core.BlobHandle{ID: id, Type: core.DataBlob})
-		if !ok {
-			continue // already reported in planFile
+// makeHardLinks creates the extra names of hard-linked files, now that the
+// first names exist.
+func (rs *restorer) makeHardLinks() {
+	for _, l := range rs.hardLinks {
+		_ = os.Remove(l.path) // never write through an existing name
+		if err := os.Link(l.first, l.path); err != nil {
+			rs.fail(l.path, fmt.Errorf("hard link to %s: %w", l.first, err))
+			continue
 		}
-		byPack[loc.Pack] = append(byPack[loc.Pack], loc)
-	}
-	jobs := make([]packJob, 0, len(byPack))
-	for p, locs := range byPack {
-		sort.Slice(locs, func(i, j int) bool { return locs[i].Offset < locs[j].Offset })
-		jobs = append(jobs, packJob{pack: p, blobs: locs})
-	}
-	sort.Slice(jobs, func(i, j int) bool { return jobs[i].pack.String() < jobs[j].pack.String() })
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(rs.opts.Workers)
-	for _, job := range jobs {
-		g.Go(func() error { return rs.restorePack(gctx, job) })
-	}
-	return g.Wait()
-}
-
-// restorePack downloads the needed range of one pack and writes its blobs.
-func (rs *restorer) restorePack(ctx context.Context, job packJob) error {
-	start := int64(job.blobs[0].Offset)
-	last := job.blobs[len(job.blobs)-1]
-	end := int64(last.Offset) + int64(last.Length)
-	h := backend.Handle{Type: core.PackFile, Name: job.pack.String()}
-	var plain []byte
-	// Blobs that fail to decode here are fetched again from their other
-	// copies only after Load returned: loading inside the callback would
-	// need a second backend slot while this one is held.
-	var damaged []index.Location
-	err := rs.r.Backend().Load(ctx, h, int(end-start), start, func(rd io.Reader) error {
-		damaged = damaged[:0] // the callback runs again on a retry
-		pos := start
-		for _, b := range job.blobs {
-			if skip := int64(b.Offset) - pos; skip > 0 {
-				if _, err := io.CopyN(io.Discard, rd, skip); err != nil {
-					return err
-				}
-				pos += skip
-			}
-			sealed := make([]byte, b.Length)
-			if _, err := io.ReadFull(rd, sealed); err != nil {
-				return err
-			}
-			pos += int64(b.Length)
-			var err error
-			plain, err = rs.r.DecodeBlob(b.Blob, sealed, plain)
-			if err != nil {
-				damaged = append(damaged, b)
-				continue
-			}
-			rs.writeBlob(b.ID, plain, nil)
-		}
-		return nil
-	})
-	if err == nil {
-		for _, b := range damaged {
-			var lerr error
-			plain, lerr = rs.r.LoadBlob(ctx, core.DataBlob, b.ID, plain)
-			rs.writeBlob(b.ID, plain, lerr)
+		if rs.opts.Progress != nil {
+			rs.opts.Progress.FilesDone.Add(1)
 		}
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// the pack could not be read: every file that needs it fails,
-		// unless another copy of a blob exists elsewhere.
-		for _, b := range job.blobs {
-			if rs.allWritten(b.ID) {
-				continue
-			}
-			var lerr error
-			plain, lerr = rs.r.LoadBlob(ctx, core.DataBlob, b.ID, plain)
-			if lerr != nil {
-				lerr = fmt.Errorf("pack %v: %w", job.pack.Str(), err)
-			}
-			rs.writeBlob(b.ID, plain, lerr)
-		}
-	}
-	return nil
-}
-
-// allWritten reports whether blob id has been handled already (e.g. before
-// a pack download broke off).
-func (rs *restorer) allWritten(id core.ID) bool {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	_, ok := rs.needed[id]
-	return !ok
-}
-
-// writeBlob writes one blob to every place that needs it. blobErr marks
-// those files damaged instead.
-func (rs *restorer) writeBlob(id core.ID, plain []byte, blobErr error) {
-	rs.mu.Lock()
-	uses := rs.needed[id]
-	delete(rs.needed, id)
-	rs.mu.Unlock()
-	zero := blobErr == nil && isZero(plain)
-	for _, u := range uses {
-		fs := u.file
-		if blobErr != nil {
-			fs.setErr(fmt.Errorf("data blob %v: %w", id.Str(), blobErr))
-		} else if !fs.failed.Load() && !zero {
-			if err := writeAt(fs.path, plain, u.off); err != nil {
-				fs.setErr(err)
-			}
-		}
-		if rs.opts.Progress != nil && blobErr == nil {
-			rs.opts.Progress.BytesDone.Add(uint64(len(plain)))
-		}
-		if fs.remain.Add(-1) == 0 {
-			rs.finishFile(fs)
-		}
-	}
-}
-
-// writeAt writes buf at off, leaving all-zero blocks as holes (the file
-// was created at its final size, so unwritten blocks read as zeros).
-func writeAt(path string, buf []byte, off int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	err = fsnode.WriteAtSkippingZeros(f, buf, off)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // finishDirs applies directory metadata, deepest first, so that setting a
@@ -532,7 +541,7 @@ func isZero(b []byte) bool {
 func (rs *restorer) finishDirs() {
 	sort.SliceStable(rs.dirs, func(i, j int) bool { return rs.dirs[i].depth > rs.dirs[j].depth })
 	for _, d := range rs.dirs {
-		if err := fsnode.RestoreMetadata(d.path, d.node, fsnode.RestoreOptions{IgnoreOwnership: rs.opts.IgnoreOwnership}); err != nil {
+		if err := fsnode.RestoreMetadata(d.path, d.node, rs.ropts); err != nil {
 			rs.fail(d.path, err)
 		}
 	}
@@ -549,6 +558,8 @@ func (rs *restorer) deleteExtra(dir string) {
 		if _, ok := rs.wanted[p]; !ok {
 			if err := os.RemoveAll(p); err != nil {
 				rs.fail(p, err)
+			} else {
+				rs.deleted++
 			}
 			continue
 		}
@@ -556,71 +567,6 @@ func (rs *restorer) deleteExtra(dir string) {
 			rs.deleteExtra(p)
 		}
 	}
-}
-
-// verify rereads every restored file and checks each blob's hash.
-func (rs *restorer) verify(ctx context.Context) (uint64, []error) {
-	var n atomic.Uint64
-	var mu sync.Mutex // guards errs
-	var errs []error
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(rs.opts.Workers)
-	for _, fs := range rs.files {
-		if fs.failed.Load() {
-			continue
-		}
-		g.Go(func() error {
-			if err := rs.verifyFile(gctx, fs); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("verify %s: %w", fs.path, err))
-				mu.Unlock()
-				return nil
-			}
-			n.Add(1)
-			return nil
-		})
-	}
-	_ = g.Wait()
-	return n.Load(), errs
-}
-
-func (rs *restorer) verifyFile(ctx context.Context, fs *fileState) error {
-	f, err := os.Open(fs.path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err == nil && uint64(st.Size) != fs.node.Size {
-		return fmt.Errorf("size %d, snapshot says %d", st.Size, fs.node.Size)
-	}
-	idx := rs.r.Index()
-	var buf []byte
-	for i, id := range fs.node.Content {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		loc, ok := idx.Lookup(core.BlobHandle{ID: id, Type: core.DataBlob})
-		if !ok {
-			return fmt.Errorf("blob %v not in index", id.Str())
-		}
-		n := int(loc.DataLength())
-		if cap(buf) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := f.ReadAt(buf, fs.offs[i]); err != nil {
-			return fmt.Errorf("read at %d: %w", fs.offs[i], err)
-		}
-		if core.Hash(buf) != id {
-			return fmt.Errorf("content at offset %d does not match blob %v", fs.offs[i], id.Str())
-		}
-	}
-	var one [1]byte
-	if n, _ := f.ReadAt(one[:], int64(fs.node.Size)); n != 0 {
-		return errors.New("file is longer than in the snapshot")
-	}
-	return nil
 }
 
 // FindSubtree resolves a slash-separated path inside the tree rootID and
@@ -631,11 +577,7 @@ func FindSubtree(ctx context.Context, r *repo.Repository, rootID core.ID, p stri
 		if comp == "" {
 			continue
 		}
-		buf, err := r.LoadBlob(ctx, core.TreeBlob, cur, nil)
-		if err != nil {
-			return core.ID{}, err
-		}
-		t, err := tree.DecodeTree(buf)
+		t, err := loadTree(ctx, r, cur)
 		if err != nil {
 			return core.ID{}, err
 		}
