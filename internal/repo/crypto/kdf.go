@@ -90,6 +90,7 @@ func calibrateParams(base Params, target, lane time.Duration) Params {
 // (which would make a lane look dearer and so lower P) is left out.
 func laneCost(p Params, runs int) time.Duration {
 	ln := newLane(p.N, p.R)
+	defer ln.release()
 	b := make([]byte, 128*p.R)
 	mustRand(b)
 	best := time.Duration(-1)

@@ -45,6 +45,7 @@ func Scrypt(password, salt []byte, N, r, p, keyLen int) ([]byte, error) {
 	workers := laneWorkers(N, r, p, runtime.GOMAXPROCS(0))
 	if workers <= 1 {
 		ln := newLane(N, r)
+		defer ln.release()
 		for i := 0; i < p; i++ {
 			ln.romix(b[i*laneLen : (i+1)*laneLen])
 		}
@@ -57,6 +58,7 @@ func Scrypt(password, salt []byte, N, r, p, keyLen int) ([]byte, error) {
 		for w := 0; w < workers; w++ {
 			wg.Go(func() {
 				ln := newLane(N, r)
+				defer ln.release()
 				for {
 					i := int(next.Add(1) - 1)
 					if i >= p {
@@ -107,13 +109,22 @@ func checkScryptParams(N, r, p, keyLen int) error {
 // time. A lane is used by one goroutine only.
 type lane struct {
 	n, r int
-	v    []uint32 // V: N blocks of 32·r words each
+	v    []uint32 // V: N blocks of 32·r words each (see allocScratch)
 	x, y []uint32 // the working block and BlockMix's output, 32·r words each
+	free func()   // releases v
 }
 
+// newLane allocates a lane; release it when done.
 func newLane(N, r int) *lane {
 	w := 32 * r
-	return &lane{n: N, r: r, v: make([]uint32, N*w), x: make([]uint32, w), y: make([]uint32, w)}
+	v, free := allocScratch(N * w)
+	return &lane{n: N, r: r, v: v, x: make([]uint32, w), y: make([]uint32, w), free: free}
+}
+
+// release returns the lane's scratch memory; the lane is unusable after.
+func (l *lane) release() {
+	l.free()
+	l.v = nil
 }
 
 // romix replaces b (128·r bytes) with scryptROMix_r(b, N) (RFC 7914
