@@ -34,7 +34,7 @@ func addPruneFlags(cmd *cobra.Command, o *pruneOptions) {
 	f.BoolVar(&o.repackCacheableOnly, "repack-cacheable-only", false, "only repack tree packs")
 	f.BoolVar(&o.repackSmall, "repack-small", false, "repack packs below the target size even when few")
 	f.BoolVar(&o.repackUncompressed, "repack-uncompressed", false, "repack uncompressed data (v2 repositories)")
-	f.DurationVar(&o.keepDelete, "keep-delete", 24*time.Hour, "keep unused packs this `long` after marking them before deleting (two-phase prune)")
+	f.DurationVar(&o.keepDelete, "keep-delete", 23*time.Hour, "keep unused packs this `long` after marking them before deleting (two-phase prune)")
 	f.BoolVar(&o.exclusive, "exclusive", false, "prune in one phase under an exclusive lock, as restic does (blocks backups while it runs)")
 }
 
