@@ -449,14 +449,7 @@ func (a *Archiver) finishDir(node *tree.Node, prev *tree.Node, children []*futur
 			}
 		}
 		if node.Name != "" || unwrap {
-			switch status {
-			case statusNew:
-				a.st.dirsNew.Add(1)
-			case statusChanged:
-				a.st.dirsChanged.Add(1)
-			default:
-				a.st.dirsUnmodified.Add(1)
-			}
+			countStatus(status, &a.st.dirsNew, &a.st.dirsChanged, &a.st.dirsUnmodified)
 		}
 		if a.opts.Progress != nil {
 			a.opts.Progress.DirsDone.Add(1)
@@ -672,18 +665,23 @@ func (a *Archiver) fileWorker() {
 	}
 }
 
+// countStatus adds one to the counter of status.
+func countStatus(status int, isNew, changed, unmodified *atomic.Uint64) {
+	switch status {
+	case statusNew:
+		isNew.Add(1)
+	case statusChanged:
+		changed.Add(1)
+	default:
+		unmodified.Add(1)
+	}
+}
+
 // fileDone counts a finished file.
 func (a *Archiver) fileDone(job *fileJob, status int) {
 	a.st.filesProcessed.Add(1)
 	a.st.bytesProcessed.Add(job.node.Size)
-	switch status {
-	case statusNew:
-		a.st.filesNew.Add(1)
-	case statusChanged:
-		a.st.filesChanged.Add(1)
-	default:
-		a.st.filesUnmodified.Add(1)
-	}
+	countStatus(status, &a.st.filesNew, &a.st.filesChanged, &a.st.filesUnmodified)
 	if a.opts.Progress != nil {
 		a.opts.Progress.FilesDone.Add(1)
 		a.opts.Progress.BytesDone.Add(job.node.Size)

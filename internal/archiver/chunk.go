@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/fsnode"
 )
 
 // chunk is one content-defined piece of a file.
@@ -351,17 +352,5 @@ func (c *chunkReader) resync(ch chunk) chunk {
 	return ch
 }
 
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
+// isZero reports whether b is all zeros.
+func isZero(b []byte) bool { return fsnode.IsZero(b) }
