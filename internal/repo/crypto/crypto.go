@@ -134,20 +134,30 @@ func (k *Key) Seal(dst, plaintext []byte) []byte {
 	return dst
 }
 
+// verify checks the MAC of sealed (IV || ciphertext || MAC) and returns
+// its IV and ciphertext.
+func (k *Key) verify(sealed []byte) (iv, ct []byte, err error) {
+	if len(sealed) < Extension {
+		return nil, nil, fmt.Errorf("decrypt: %d bytes is shorter than IV and MAC (%d): %w", len(sealed), Extension, ErrUnauthenticated)
+	}
+	iv = sealed[:ivSize]
+	if allZero(iv) {
+		return nil, nil, fmt.Errorf("decrypt: all-zero IV: %w", ErrUnauthenticated)
+	}
+	ct = sealed[ivSize : len(sealed)-macSize]
+	tag := k.mac(iv, ct)
+	if subtle.ConstantTimeCompare(tag[:], sealed[len(sealed)-macSize:]) != 1 {
+		return nil, nil, ErrUnauthenticated
+	}
+	return iv, ct, nil
+}
+
 // Open verifies and decrypts IV || ciphertext || MAC, appending the
 // plaintext to dst. It returns ErrUnauthenticated if the MAC does not match.
 func (k *Key) Open(dst, sealed []byte) ([]byte, error) {
-	if len(sealed) < Extension {
-		return nil, fmt.Errorf("decrypt: %d bytes is shorter than IV and MAC (%d): %w", len(sealed), Extension, ErrUnauthenticated)
-	}
-	iv := sealed[:ivSize]
-	if allZero(iv) {
-		return nil, fmt.Errorf("decrypt: all-zero IV: %w", ErrUnauthenticated)
-	}
-	ct := sealed[ivSize : len(sealed)-macSize]
-	tag := k.mac(iv, ct)
-	if subtle.ConstantTimeCompare(tag[:], sealed[len(sealed)-macSize:]) != 1 {
-		return nil, ErrUnauthenticated
+	iv, ct, err := k.verify(sealed)
+	if err != nil {
+		return nil, err
 	}
 	n := len(dst)
 	if cap(dst) < n+len(ct) {
