@@ -89,7 +89,7 @@ func calibrateParams(base Params, target, lane time.Duration) Params {
 // allocated before timing and reused, so page-fault and allocation noise
 // (which would make a lane look dearer and so lower P) is left out.
 func laneCost(p Params, runs int) time.Duration {
-	ln := newLane(p.N, p.R)
+	ln := newLane(p.N, p.R, 1)
 	defer ln.release()
 	b := make([]byte, 128*p.R)
 	mustRand(b)

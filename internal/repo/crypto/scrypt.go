@@ -18,18 +18,27 @@ import (
 	"sync/atomic"
 )
 
-// maxParallelScratch bounds the scratch memory of lanes running at once:
-// beyond GOMAXPROCS, at most this many bytes of V buffers are live (but
-// always at least one lane runs). With key-file parameters (32 MiB per
-// lane) that is 8 lanes, more than enough for the p calibration picks.
-const maxParallelScratch = 256 << 20
+// scratchFloor is the scratch memory lanes may always hold together, even
+// when one lane needs less: small lanes then run side by side unstrided.
+const scratchFloor = 16 << 20
+
+// maxStride bounds the time-memory trade-off: a lane never stores fewer
+// than one in maxStride of its V blocks.
+const maxStride = 16
 
 // Scrypt derives a keyLen-byte key from password and salt with scrypt as
 // specified in RFC 7914, cost parameters N (a power of two greater than 1),
-// r and p. The p lanes run on at most runtime.GOMAXPROCS(0) goroutines at
-// once, and on fewer if their 128·r·N-byte scratch buffers would together
-// exceed maxParallelScratch; each goroutine holds one buffer, so the peak
-// memory is min(p, GOMAXPROCS, max(1, 256 MiB / 128·r·N)) × 128·r·N bytes.
+// r and p.
+//
+// The p lanes run on up to runtime.GOMAXPROCS(0) goroutines at once, but the
+// scratch memory of all of them together never exceeds what a sequential
+// scrypt needs (one lane's 128·r·N bytes, or scratchFloor if that is more).
+// To fit, parallel lanes use scrypt's time-memory trade-off: a lane with
+// stride k stores only every k-th V block and recomputes the others from
+// the nearest stored one when step 3 asks for them (on average (k-1)/2
+// extra BlockMix calls). The result is bit-identical; only the time of this
+// machine's derivation changes (lanePlan picks the fastest arrangement), not
+// the work or memory the parameters demand of an attacker.
 //
 // Unlike the RFC, N is not required to be below 2^(16·r): restic key files
 // use N=2^18 with r=1 (which golang.org/x/crypto/scrypt also accepts).
@@ -42,9 +51,9 @@ func Scrypt(password, salt []byte, N, r, p, keyLen int) ([]byte, error) {
 		return nil, fmt.Errorf("scrypt: expand password: %w", err)
 	}
 	laneLen := 128 * r
-	workers := laneWorkers(N, r, p, runtime.GOMAXPROCS(0))
+	workers, stride := lanePlan(N, r, p, runtime.GOMAXPROCS(0))
 	if workers <= 1 {
-		ln := newLane(N, r)
+		ln := newLane(N, r, stride)
 		defer ln.release()
 		for i := 0; i < p; i++ {
 			ln.romix(b[i*laneLen : (i+1)*laneLen])
@@ -57,7 +66,7 @@ func Scrypt(password, salt []byte, N, r, p, keyLen int) ([]byte, error) {
 		var wg sync.WaitGroup
 		for w := 0; w < workers; w++ {
 			wg.Go(func() {
-				ln := newLane(N, r)
+				ln := newLane(N, r, stride)
 				defer ln.release()
 				for {
 					i := int(next.Add(1) - 1)
@@ -79,11 +88,28 @@ func Scrypt(password, salt []byte, N, r, p, keyLen int) ([]byte, error) {
 	return dk, nil
 }
 
-// laneWorkers returns how many goroutines run the p lanes: no more than
-// there are lanes or procs, and no more than fit maxParallelScratch, but at
-// least one.
-func laneWorkers(N, r, p, procs int) int {
-	return max(1, min(p, procs, maxParallelScratch/(128*r*N)))
+// lanePlan returns how many goroutines run the p lanes and the stride each
+// lane uses, so that workers × (scratch of a lane with that stride) stays
+// within max(128·r·N, scratchFloor) bytes, choosing the arrangement with the
+// least estimated wall time. A lane with stride k costs 2N + N(k-1)/2
+// BlockMix calls against 2N unstrided; the p lanes take ceil(p/workers)
+// rounds.
+func lanePlan(N, r, p, procs int) (workers, stride int) {
+	laneBytes := uint64(128) * uint64(r) * uint64(N)
+	budget := max(laneBytes, scratchFloor)
+	workers, stride = 1, 1
+	best := float64(p)
+	for w := 2; w <= min(p, procs); w++ {
+		k := (uint64(w)*laneBytes + budget - 1) / budget
+		if k > maxStride || k > uint64(N) {
+			break
+		}
+		rounds := float64((p + w - 1) / w)
+		if cost := rounds * (1 + float64(k-1)/4); cost < best {
+			best, workers, stride = cost, w, int(k)
+		}
+	}
+	return workers, stride
 }
 
 // checkScryptParams rejects parameters scrypt is undefined for and those
@@ -108,17 +134,25 @@ func checkScryptParams(N, r, p, keyLen int) error {
 // lane is the scratch state for running ROMix on one 128·r-byte block at a
 // time. A lane is used by one goroutine only.
 type lane struct {
-	n, r int
-	v    []uint32 // V: N blocks of 32·r words each (see allocScratch)
-	x, y []uint32 // the working block and BlockMix's output, 32·r words each
-	free func()   // releases v
+	n, r   int
+	stride int      // V blocks stored: every stride-th (1: all of them)
+	v      []uint32 // stored V blocks, 32·r words each (see allocScratch)
+	x, y   []uint32 // the working block and BlockMix's output, 32·r words each
+	t, u   []uint32 // recomputed V blocks (stride > 1 only)
+	free   func()   // releases v
 }
 
-// newLane allocates a lane; release it when done.
-func newLane(N, r int) *lane {
+// newLane allocates a lane that stores every stride-th V block (stride 1:
+// all N); release it when done.
+func newLane(N, r, stride int) *lane {
 	w := 32 * r
-	v, free := allocScratch(N * w)
-	return &lane{n: N, r: r, v: v, x: make([]uint32, w), y: make([]uint32, w), free: free}
+	stride = max(1, min(stride, N))
+	v, free := allocScratch((N + stride - 1) / stride * w)
+	l := &lane{n: N, r: r, stride: stride, v: v, x: make([]uint32, w), y: make([]uint32, w), free: free}
+	if stride > 1 {
+		l.t, l.u = make([]uint32, w), make([]uint32, w)
+	}
+	return l
 }
 
 // release returns the lane's scratch memory; the lane is unusable after.
@@ -131,6 +165,10 @@ func (l *lane) release() {
 // section 5). Blocks are held as little-endian 32-bit words throughout, the
 // representation Salsa20/8 works on.
 func (l *lane) romix(b []byte) {
+	if l.stride > 1 {
+		l.romixStrided(b)
+		return
+	}
 	w := 32 * l.r
 	n := l.n
 	v := l.v
@@ -155,6 +193,45 @@ func (l *lane) romix(b []byte) {
 		j = int(integerify(y, l.r) & mask)
 		xorBlock(y, v[j*w:(j+1)*w])
 		blockMix(x, y, l.r)
+	}
+	for i, word := range x {
+		binary.LittleEndian.PutUint32(b[4*i:], word)
+	}
+}
+
+// romixStrided computes the same as romix while storing only V_0,
+// V_k, V_2k, … (k = l.stride): step 3 rebuilds V_j from V_(j - j mod k)
+// with j mod k BlockMix calls.
+func (l *lane) romixStrided(b []byte) {
+	w, n, k, r := 32*l.r, l.n, l.stride, l.r
+	v, x, y := l.v, l.x, l.y
+	for i := range w {
+		x[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	// Step 2, keeping every k-th block: after it, x = BlockMix^N(B).
+	for i := 0; i < n; i++ {
+		if i%k == 0 {
+			copy(v[(i/k)*w:(i/k+1)*w], x)
+		}
+		blockMix(y, x, r)
+		x, y = y, x
+	}
+	mask := uint64(n - 1)
+	for range n {
+		j := int(integerify(x, r) & mask)
+		vj := v[(j/k)*w : (j/k+1)*w]
+		if rem := j % k; rem > 0 {
+			t, u := l.t, l.u
+			blockMix(t, vj, r)
+			for range rem - 1 {
+				blockMix(u, t, r)
+				t, u = u, t
+			}
+			vj = t
+		}
+		xorBlock(x, vj)
+		blockMix(y, x, r)
+		x, y = y, x
 	}
 	for i, word := range x {
 		binary.LittleEndian.PutUint32(b[4*i:], word)

@@ -160,18 +160,57 @@ func TestScryptMatchesXCrypto(t *testing.T) {
 	}
 }
 
-func TestLaneWorkers(t *testing.T) {
-	for _, c := range []struct{ n, r, p, procs, want int }{
-		{1 << 15, 8, 5, 2, 2},   // key file on this machine
-		{1 << 15, 8, 1, 8, 1},   // one lane
-		{1 << 15, 8, 64, 64, 8}, // 8 × 32 MiB = the scratch budget
-		{1 << 18, 1, 3, 16, 3},  // restic's N=2^18, r=1: 32 MiB too
-		{1 << 20, 8, 4, 16, 1},  // 1 GiB lanes run one at a time
-		{16, 1, 5, 1, 1},        // GOMAXPROCS=1
-		{1 << 10, 8, 100, 4, 4}, // small lanes: bounded by procs
+func TestLanePlan(t *testing.T) {
+	for _, c := range []struct{ n, r, p, procs, workers, stride int }{
+		{1 << 15, 8, 6, 2, 2, 2},      // key file, 2 cores: two half-memory lanes
+		{1 << 15, 8, 6, 1, 1, 1},      // GOMAXPROCS=1: sequential, full lanes
+		{1 << 15, 8, 1, 8, 1, 1},      // one lane
+		{1 << 15, 8, 6, 8, 6, 6},      // 8 cores: six lanes at once, stride 6
+		{1 << 18, 1, 3, 16, 3, 3},     // restic's N=2^18, r=1: 32 MiB lanes
+		{1 << 10, 8, 100, 4, 4, 1},    // 1 MiB lanes fit the floor: no stride
+		{1 << 15, 8, 100, 64, 15, 15}, // 7 rounds either way; stride 15 is cheaper
+		{2, 1, 5, 4, 3, 1},            // 2 rounds with 3 or 4 workers: fewer goroutines
 	} {
-		if got := laneWorkers(c.n, c.r, c.p, c.procs); got != c.want {
-			t.Errorf("laneWorkers(N=%d, r=%d, p=%d, procs=%d) = %d, want %d", c.n, c.r, c.p, c.procs, got, c.want)
+		w, k := lanePlan(c.n, c.r, c.p, c.procs)
+		if w != c.workers || k != c.stride {
+			t.Errorf("lanePlan(N=%d, r=%d, p=%d, procs=%d) = %d workers, stride %d; want %d, %d",
+				c.n, c.r, c.p, c.procs, w, k, c.workers, c.stride)
+		}
+		if lane := uint64(128 * c.r * c.n); uint64(w)*(lane/uint64(k)) > max(lane, scratchFloor) {
+			t.Errorf("lanePlan(N=%d, r=%d, p=%d, procs=%d): %d lanes of stride %d exceed the budget", c.n, c.r, c.p, c.procs, w, k)
+		}
+	}
+}
+
+// TestStridedLaneMatches checks that a lane keeping only every k-th V block
+// computes exactly what the full lane does, for strides that divide N and
+// strides that do not.
+func TestStridedLaneMatches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 8))
+	for _, n := range []int{2, 4, 16, 64, 256} {
+		for _, r := range []int{1, 2, 3} {
+			in := make([]byte, 128*r)
+			for i := range in {
+				in[i] = byte(rng.Uint32())
+			}
+			full := newLane(n, r, 1)
+			want := bytes.Clone(in)
+			full.romix(want)
+			full.release()
+			for _, k := range []int{2, 3, 4, 5, 7, 16, 300} {
+				ln := newLane(n, r, k)
+				got := bytes.Clone(in)
+				ln.romix(got)
+				ln.romix(got) // a lane is reusable
+				ln.release()
+				again := bytes.Clone(want)
+				full2 := newLane(n, r, 1)
+				full2.romix(again)
+				full2.release()
+				if !bytes.Equal(got, again) {
+					t.Fatalf("N=%d r=%d stride %d: strided lane differs from the full lane", n, r, k)
+				}
+			}
 		}
 	}
 }
@@ -306,6 +345,19 @@ func BenchmarkKDF(b *testing.B) {
 	b.Run("parallel", func(b *testing.B) {
 		benchDerive(b, func() ([]byte, error) { return Scrypt(pw, salt, n, r, p, 64) })
 	})
+	// The lanes of the plan Scrypt picks on GOMAXPROCS=2 (strided), and
+	// full lanes one after another, on the calling goroutine: the
+	// per-lane price of the time-memory trade-off.
+	for _, k := range []int{1, 2} {
+		b.Run(fmt.Sprintf("lane-stride%d", k), func(b *testing.B) {
+			ln := newLane(n, r, k)
+			defer ln.release()
+			blk := make([]byte, 128*r)
+			for b.Loop() {
+				ln.romix(blk)
+			}
+		})
+	}
 }
 
 // BenchmarkScryptLane compares the single-lane (p=1, so sequential in both)
