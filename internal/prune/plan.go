@@ -46,7 +46,11 @@ func maxUnusedLimit(s string, used int64) (int64, error) {
 		if err != nil || p < 0 || p >= 100 {
 			return 0, fmt.Errorf("invalid --max-unused %q: want a percentage in [0, 100)", s)
 		}
-		return int64(p / (100 - p) * float64(used)), nil
+		lim := p / (100 - p) * float64(used)
+		if lim >= math.MaxInt64 {
+			return math.MaxInt64, nil // a float-to-int overflow would turn negative
+		}
+		return int64(lim), nil
 	}
 	n, err := ParseSize(s)
 	if err != nil {
@@ -77,6 +81,9 @@ func ParseSize(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("invalid size %q: too large", s)
 	}
 	return n * mult, nil
 }

@@ -202,12 +202,17 @@ func Mark(ctx context.Context, r *repo.Repository, l Locker, opts Options, now t
 		return nil, err
 	}
 	// pending packs are left out of the plan: they are garbage already
-	// unless a snapshot uses them again, in which case they are recovered
+	// unless a snapshot uses them again, in which case they are recovered.
+	// "Uses again" means needs: a used blob with no copy in a kept pack. A
+	// repacked pack still holds used blobs, but their copies are kept; if
+	// it were recovered, every mark would re-plan it and give it a new
+	// since, so a mark before each sweep would keep it forever.
+	avail := keptBlobs(st)
 	contents := map[core.ID][]pack.Blob{}
 	recovered := core.NewIDSet()
 	for id, blobs := range st.contents {
 		if _, ok := st.pending[id]; ok {
-			if holdsUsed(blobs, st.used) {
+			if needed(blobs, st.used, avail) {
 				recovered.Insert(id)
 				contents[id] = blobs
 			}
@@ -284,19 +289,7 @@ func Sweep(ctx context.Context, r *repo.Repository, l Locker, keepDelete time.Du
 	if !dryRun {
 		removeStaleTemp(ctx, r)
 	}
-	// blobs available in packs that stay (not pending)
-	avail := core.NewBlobSet()
-	for id, blobs := range st.contents {
-		if _, ok := st.pending[id]; ok {
-			continue
-		}
-		if _, ok := st.listed[id]; !ok {
-			continue
-		}
-		for _, b := range blobs {
-			avail.Insert(b.BlobHandle)
-		}
-	}
+	avail := keptBlobs(st)
 	drop := core.NewIDSet()
 	orphans := core.NewIDSet()
 	keepPending := map[core.ID]index.Pending{}
@@ -375,6 +368,24 @@ func Sweep(ctx context.Context, r *repo.Repository, l Locker, keepDelete time.Du
 	return rep, nil
 }
 
+// keptBlobs returns the blobs available in packs that stay: indexed,
+// present in the backend and not pending (H16: never another pending pack).
+func keptBlobs(st *state) core.BlobSet {
+	avail := core.NewBlobSet()
+	for id, blobs := range st.contents {
+		if _, ok := st.pending[id]; ok {
+			continue
+		}
+		if _, ok := st.listed[id]; !ok {
+			continue
+		}
+		for _, b := range blobs {
+			avail.Insert(b.BlobHandle)
+		}
+	}
+	return avail
+}
+
 func holdsUsed(blobs []pack.Blob, used core.BlobSet) bool {
 	for _, b := range blobs {
 		if used.Has(b.BlobHandle) {
@@ -440,11 +451,11 @@ func rewriteIndex(ctx context.Context, r *repo.Repository, l Locker, st *state, 
 	var files []*index.File
 	cur := &index.File{}
 	count := 0
-	ids := make(core.IDs, 0, len(st.contents))
+	packIDs := make(core.IDs, 0, len(st.contents))
 	for id := range st.contents {
-		ids = append(ids, id)
+		packIDs = append(packIDs, id)
 	}
-	for _, id := range ids {
+	for _, id := range packIDs {
 		if drop.Has(id) {
 			continue
 		}
@@ -462,6 +473,7 @@ func rewriteIndex(ctx context.Context, r *repo.Repository, l Locker, st *state, 
 		files = append(files, cur)
 	}
 	written := 0
+	var ids core.IDs // the files written
 	for _, f := range files {
 		if len(f.Packs) == 0 && len(f.Pending) == 0 {
 			continue
@@ -471,12 +483,49 @@ func rewriteIndex(ctx context.Context, r *repo.Repository, l Locker, st *state, 
 		if err := checkLock(ctx, l, "index-write"); err != nil {
 			return written, err
 		}
-		if _, err := r.SaveIndexFile(ctx, f); err != nil {
+		id, err := r.SaveIndexFile(ctx, f)
+		if err != nil {
 			return written, fmt.Errorf("write new index: %w", err)
 		}
+		ids = append(ids, id)
 		written++
 	}
+	if err := verifyIndex(ctx, r, ids, st, drop, len(pending)); err != nil {
+		return written, err
+	}
 	return written, nil
+}
+
+// verifyIndex reads the index files just written back from the backend and
+// checks that together they list every pack of st.contents except drop,
+// each with all its blobs, and the pending marks: the files they replace
+// are deleted next, so a lost or short write must stop prune here (H14,
+// H40).
+func verifyIndex(ctx context.Context, r *repo.Repository, ids core.IDs, st *state, drop core.IDSet, pending int) error {
+	got := map[core.ID]int{}
+	marks := 0
+	for _, id := range ids {
+		f, err := r.LoadIndexFile(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read back new index: %w", err)
+		}
+		for _, p := range f.Packs {
+			got[p.ID] += len(p.Blobs)
+		}
+		marks += len(f.Pending)
+	}
+	for id, blobs := range st.contents {
+		if drop.Has(id) {
+			continue
+		}
+		if got[id] != len(blobs) {
+			return fmt.Errorf("read back new index: pack %v has %d blob entries, want %d; keeping the old index files", id.Str(), got[id], len(blobs))
+		}
+	}
+	if marks != pending {
+		return fmt.Errorf("read back new index: %d pending marks, want %d; keeping the old index files", marks, pending)
+	}
+	return nil
 }
 
 // repack copies the still-used blobs of the packs to repack into new packs
