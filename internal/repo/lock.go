@@ -160,24 +160,30 @@ func (li LockInfo) Stale(now time.Time, knownFor time.Duration, staleAfter time.
 	if now.Sub(li.Time) > staleAfter && knownFor > staleAfter {
 		return true
 	}
-	if li.Hostname != hostname() {
+	if !li.pidCheckable(hostname(), pidNamespace(), machineBootID()) {
 		return false
-	}
-	if li.CairnPIDNS != 0 && li.CairnPIDNS != pidNamespace() {
-		return false // another PID namespace: the PID means nothing here (H04)
-	}
-	if li.CairnBootID != "" && li.CairnBootID != machineBootID() {
-		return false // another machine (or boot) with the same host name
-	}
-	if li.CairnPIDNS == 0 && li.CairnInstance == "" && !pidNamespaceIsInitial() {
-		return false // a restic lock seen from inside a container: cannot judge
 	}
 	return !processAlive(li.PID)
 }
 
-func pidNamespaceIsInitial() bool {
-	// The initial PID namespace has inode 0xEFFFFFFC (PROC_PID_INIT_INO).
-	return pidNamespace() == 0xEFFFFFFC
+// pidCheckable reports whether the lock's PID names a process the observer
+// (with the given host name, PID namespace inode and boot ID) can look up:
+// only a cairn lock that records the observer's PID namespace and boot ID
+// (docs/concurrency.md §4.7 (b), F2). The host name alone proves nothing:
+// every host's initial PID namespace has the same inode, and a restic lock
+// (no cairn_pidns, no cairn_bootid) may come from a container or another
+// machine of the same name (H04), so restic locks are never judged by PID.
+func (li LockInfo) pidCheckable(host string, pidns uint64, boot string) bool {
+	if li.Hostname != host {
+		return false
+	}
+	if li.CairnPIDNS == 0 || pidns == 0 || li.CairnPIDNS != pidns {
+		return false // no or another PID namespace: the PID means nothing here
+	}
+	if li.CairnBootID == "" || boot == "" || li.CairnBootID != boot {
+		return false // another machine (or boot) with the same host name
+	}
+	return true
 }
 
 func processAlive(pid int) bool {
@@ -356,18 +362,46 @@ func (r *Repository) tryLock(ctx context.Context, exclusive bool, op string, tim
 		_ = r.removeLock(context.WithoutCancel(ctx), id)
 		return nil, nil, &LockError{Conflicts: c}
 	}
-	found := false
-	for _, l := range locks {
-		found = found || l.ID == id
-	}
-	if !found {
-		return nil, nil, fmt.Errorf("lock %v vanished right after it was written: %w", id.Str(), ErrLockLost)
+	// The own lock file must be listed and decrypt to exactly what was
+	// written (H07): a truncated, damaged or vanished file is not a lock
+	// (restic 0.14 silently ignores lock files it cannot load).
+	if err := verifyOwnLock(locks, id, li); err != nil {
+		_ = r.removeLock(context.WithoutCancel(ctx), id)
+		return nil, nil, fmt.Errorf("write lock: %w", err)
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	l := &Lock{r: r, timing: timing, info: li, id: id, lastRefresh: bootTime(),
 		cancel: func() { cancel(ErrLockLost) }, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.refresher()
 	return l, lctx, nil
+}
+
+// verifyOwnLock checks that the listing locks holds the lock file id and
+// that it decoded to li. The error wraps ErrLockLost.
+func verifyOwnLock(locks []LockEntry, id core.ID, li LockInfo) error {
+	for _, l := range locks {
+		if l.ID != id {
+			continue
+		}
+		if l.Err != nil {
+			return fmt.Errorf("own lock file %v does not read back (%v); removed it: %w", id.Str(), l.Err, ErrLockLost)
+		}
+		if !sameLockInfo(l.Info, li) {
+			return fmt.Errorf("own lock file %v reads back as %v, not as written (%v); removed it: %w", id.Str(), l.Info, li, ErrLockLost)
+		}
+		return nil
+	}
+	return fmt.Errorf("own lock file %v vanished or is empty right after it was written: %w", id.Str(), ErrLockLost)
+}
+
+// sameLockInfo compares two lock contents, the times by instant (a JSON
+// round trip drops the monotonic reading and may change the location).
+func sameLockInfo(a, b LockInfo) bool {
+	if !a.Time.Equal(b.Time) {
+		return false
+	}
+	a.Time, b.Time = time.Time{}, time.Time{}
+	return a == b
 }
 
 func (r *Repository) removeLock(ctx context.Context, id core.ID) error {
