@@ -10,6 +10,14 @@
 // returns an error only when it cannot go on (listing failed, cancelled, or
 // LoadIndex found damaged index files). The checker never uses a cache: it
 // reads every file from the backend.
+//
+// A check holds only a shared lock (docs/concurrency.md, section 9), so
+// backups, forgets and prune marks may run alongside it. The checker
+// accepts what they legitimately leave: packs uploaded but not indexed yet
+// (or marked pending deletion) are hints, index files replaced by a prune
+// mark are re-listed, snapshots removed by a forget are skipped, and
+// snapshots written after ListSnapshots are not checked (their data may not
+// be indexed when LoadIndex runs).
 package checker
 
 import (
@@ -20,9 +28,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/repo"
 	"github.com/cairn-backup/cairn/internal/repo/index"
@@ -51,6 +61,7 @@ const (
 	KindTruncatedPack     Kind = "truncated_pack"        // pack size differs from the index-computed size
 	KindOrphanedPack      Kind = "orphaned_pack"         // hint: pack in no index
 	KindSnapshotDamaged   Kind = "snapshot_damaged"      // a snapshot fails to load
+	KindSnapshotRemoved   Kind = "snapshot_removed"      // hint: a listed snapshot was removed (concurrent forget)
 	KindTreeMissing       Kind = "tree_missing"          // a referenced tree is not in the index
 	KindTreeDamaged       Kind = "tree_damaged"          // a tree fails to load or decode
 	KindNodeInvalid       Kind = "node_invalid"          // a node breaks the structural rules
@@ -96,15 +107,17 @@ type Options struct {
 
 // Stats counts what a check covered.
 type Stats struct {
-	Snapshots   int
-	IndexFiles  int
-	Packs       int // packs in the index
-	Trees       int // distinct trees checked
-	PacksRead   int
-	BytesRead   int64
-	Errors      int
-	Hints       int
-	DamagedPack core.IDs // packs that failed ReadPacks, sorted
+	Snapshots  int // snapshots checked (listed, less those a concurrent forget removed)
+	IndexFiles int
+	Packs      int // packs in the index
+	// OrphanedPacks counts packs in the backend but in no index (hints).
+	OrphanedPacks int
+	Trees         int // distinct trees checked
+	PacksRead     int
+	BytesRead     int64
+	Errors        int
+	Hints         int
+	DamagedPack   core.IDs // packs that failed ReadPacks, sorted
 }
 
 // Checker runs the phases of a check on one repository.
@@ -120,6 +133,9 @@ type Checker struct {
 	// indexedPacks maps each indexed pack to its blobs (sorted by offset);
 	// set by LoadIndex.
 	indexedPacks map[core.ID][]pack.Blob
+	// pending holds the packs a cairn prune marked for deletion, by the
+	// loaded index files; set by LoadIndex.
+	pending map[core.ID]index.Pending
 	// packSizes holds the backend's size of every listed pack; set by
 	// CheckPacks.
 	packSizes map[core.ID]int64
@@ -179,44 +195,56 @@ func (c *Checker) ListSnapshots(ctx context.Context) (core.IDs, error) {
 // is damaged, LoadIndex returns an error wrapping ErrIndexDamaged. It
 // reports packs listed by several index files, packs holding both blob
 // types, and packs whose blob lists differ between index files.
+//
+// check runs under a shared lock, so a concurrent prune mark may replace
+// index files while they are loaded: it writes the files that replace them
+// first and then deletes them. A listed file that has vanished when it is
+// loaded is therefore not damage: the listing is taken again (as
+// repo.LoadIndex does), files loaded earlier that are no longer listed are
+// dropped (their replacements are listed), and the new files are loaded.
 func (c *Checker) LoadIndex(ctx context.Context) error {
-	ids, err := c.r.ListIDs(ctx, core.IndexFile)
-	if err != nil {
-		return fmt.Errorf("check: load index: %w", err)
-	}
-	sort.Sort(ids)
-	files := make([]*index.File, len(ids))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.opts.Parallel)
-	damaged := 0
-	var dmu sync.Mutex // guards damaged
-	for i, id := range ids {
-		g.Go(func() error {
-			f, err := c.r.LoadIndexFile(gctx, id)
-			if err != nil {
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-				dmu.Lock()
-				damaged++
-				dmu.Unlock()
-				c.report(Problem{Severity: SeverityError, Kind: KindIndexDamaged, Index: id,
-					Message: fmt.Sprintf("index file %v is damaged: %v", id, err)})
-				return nil
+	loaded := make(map[core.ID]*index.File)
+	damaged := core.NewIDSet()
+	var ids core.IDs
+	for attempt := 1; ; attempt++ {
+		var err error
+		ids, err = c.r.ListIDs(ctx, core.IndexFile)
+		if err != nil {
+			return fmt.Errorf("check: load index: %w", err)
+		}
+		sort.Sort(ids)
+		vanished, err := c.loadIndexFiles(ctx, ids, loaded, damaged)
+		if err != nil {
+			return fmt.Errorf("check: load index: %w", err)
+		}
+		listed := core.NewIDSet(ids...)
+		for id := range loaded {
+			if !listed.Has(id) {
+				delete(loaded, id) // replaced by a concurrent prune
 			}
-			files[i] = f
-			return nil
-		})
+		}
+		if vanished == 0 {
+			break
+		}
+		if attempt == indexListAttempts {
+			return fmt.Errorf("check: load index: index files keep vanishing while they are loaded (%d in the last of %d listings)", vanished, attempt)
+		}
 	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("check: load index: %w", err)
+	files := make([]*index.File, 0, len(ids))
+	kept := ids[:0:0]
+	for _, id := range ids {
+		if f, ok := loaded[id]; ok {
+			files = append(files, f)
+			kept = append(kept, id)
+		}
 	}
 	c.mu.Lock()
-	c.stats.IndexFiles = len(ids)
+	c.stats.IndexFiles = len(kept) + len(damaged)
 	c.mu.Unlock()
-	if damaged > 0 {
-		return fmt.Errorf("check: %d of %d index files damaged: %w", damaged, len(ids), ErrIndexDamaged)
+	if len(damaged) > 0 {
+		return fmt.Errorf("check: %d of %d index files damaged: %w", len(damaged), len(kept)+len(damaged), ErrIndexDamaged)
 	}
+	ids = kept
 
 	m := index.NewMaster()
 	// per pack: the index files listing it and the first blob list seen
@@ -258,7 +286,7 @@ func (c *Checker) LoadIndex(ctx context.Context) error {
 				names[i] = f.Str()
 			}
 			c.report(Problem{Severity: SeverityHint, Kind: KindDuplicatePack, Pack: id,
-				Message: fmt.Sprintf("pack %v is listed in %d index files (%s); run `cairn repair index` to clean up",
+				Message: fmt.Sprintf("pack %v is listed in %d index files (%s): a prune that is running or was interrupted leaves this; otherwise run `cairn repair index` to clean up",
 					id, len(s.files), strings.Join(names, ", "))})
 		}
 		var hasData, hasTree bool
@@ -273,10 +301,56 @@ func (c *Checker) LoadIndex(ctx context.Context) error {
 	}
 	c.r.SetIndex(m)
 	c.indexedPacks = m.PackContents()
+	c.pending = m.Pending()
 	c.mu.Lock()
 	c.stats.Packs = len(c.indexedPacks)
 	c.mu.Unlock()
 	return nil
+}
+
+// indexListAttempts bounds how often LoadIndex lists the index files when
+// listed files keep vanishing (each prune mark replaces them once).
+const indexListAttempts = 5
+
+// loadIndexFiles loads the files of ids that are neither in loaded nor in
+// damaged, adding them to one or the other; damaged files are reported. It
+// returns how many had vanished (not found) when they were loaded.
+func (c *Checker) loadIndexFiles(ctx context.Context, ids core.IDs, loaded map[core.ID]*index.File, damaged core.IDSet) (int, error) {
+	var mu sync.Mutex // guards loaded, damaged and vanished
+	vanished := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.opts.Parallel)
+	for _, id := range ids {
+		mu.Lock()
+		_, done := loaded[id]
+		done = done || damaged.Has(id)
+		mu.Unlock()
+		if done {
+			continue
+		}
+		g.Go(func() error {
+			f, err := c.r.LoadIndexFile(gctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				loaded[id] = f
+			case gctx.Err() != nil:
+				return gctx.Err()
+			case backend.IsNotExist(err):
+				vanished++
+			default:
+				damaged.Insert(id)
+				c.report(Problem{Severity: SeverityError, Kind: KindIndexDamaged, Index: id,
+					Message: fmt.Sprintf("index file %v is damaged: %v", id, err)})
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return vanished, nil
 }
 
 func sameBlobs(a, b []pack.Blob) bool {
@@ -329,6 +403,10 @@ func (c *Checker) CheckPacks(ctx context.Context) error {
 				Message: fmt.Sprintf("pack %v %s: size %d, the index implies %d (truncated or damaged pack)", id, what, size, want)})
 		}
 	}
+	// Packs in no index are not errors: a backup that is still running
+	// (check holds only a shared lock) or that was interrupted uploaded
+	// them before writing its index, and a prune mark may have recorded
+	// them as pending deletion.
 	var orphans core.IDs
 	for id := range sizes {
 		if _, ok := c.indexedPacks[id]; !ok {
@@ -336,9 +414,16 @@ func (c *Checker) CheckPacks(ctx context.Context) error {
 		}
 	}
 	sort.Sort(orphans)
+	c.mu.Lock()
+	c.stats.OrphanedPacks = len(orphans)
+	c.mu.Unlock()
 	for _, id := range orphans {
-		c.report(Problem{Severity: SeverityHint, Kind: KindOrphanedPack, Pack: id,
-			Message: fmt.Sprintf("pack %v is not referenced in any index (orphaned); run `cairn prune` to remove it", id)})
+		msg := fmt.Sprintf("pack %v is not referenced in any index (orphaned: the upload of a backup that is running or was interrupted); `cairn prune` removes it once unused", id)
+		if p, ok := c.pending[id]; ok {
+			msg = fmt.Sprintf("pack %v is not referenced in any index and was marked for deletion by `cairn prune` at %s (pending deletion)",
+				id, p.Since.UTC().Format(time.RFC3339))
+		}
+		c.report(Problem{Severity: SeverityHint, Kind: KindOrphanedPack, Pack: id, Message: msg})
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/tree"
 )
@@ -22,7 +23,9 @@ type treeRef struct {
 
 // CheckStructure loads every snapshot listed by ListSnapshots and checks
 // every tree reachable from them, each tree once (phase 4). Trees are
-// processed level by level, in parallel within a level.
+// processed level by level, in parallel within a level. A listed snapshot
+// that a concurrent forget removed before it was loaded is skipped with a
+// hint; one that is still listed but cannot be loaded is an error.
 func (c *Checker) CheckStructure(ctx context.Context) error {
 	if c.indexedPacks == nil {
 		return errors.New("check structure: index not loaded")
@@ -32,12 +35,30 @@ func (c *Checker) CheckStructure(ctx context.Context) error {
 	var mu sync.Mutex // guards seen and level while snapshots load
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Parallel)
+	stillListed := c.snapshotRelister()
 	for _, id := range c.snapshotIDs {
 		g.Go(func() error {
 			sn, err := c.r.LoadSnapshot(gctx, id)
 			if err != nil {
 				if gctx.Err() != nil {
 					return gctx.Err()
+				}
+				if backend.IsNotExist(err) {
+					// a concurrent forget (shared lock) may remove a
+					// listed snapshot: only one that is still listed
+					// and cannot be found is an error
+					listed, lerr := stillListed(gctx, id)
+					if lerr != nil {
+						return lerr
+					}
+					if !listed {
+						c.mu.Lock()
+						c.stats.Snapshots--
+						c.mu.Unlock()
+						c.report(Problem{Severity: SeverityHint, Kind: KindSnapshotRemoved, Snapshot: id,
+							Message: fmt.Sprintf("snapshot %v was removed while the check ran (a concurrent forget); not checked", id)})
+						return nil
+					}
 				}
 				c.report(Problem{Severity: SeverityError, Kind: KindSnapshotDamaged, Snapshot: id,
 					Message: fmt.Sprintf("snapshot %v cannot be loaded: %v", id, err)})
@@ -85,6 +106,30 @@ func (c *Checker) CheckStructure(ctx context.Context) error {
 		level = next
 	}
 	return nil
+}
+
+// snapshotRelister returns a function that reports whether a snapshot
+// whose load found no file is still listed. Removed snapshots never come
+// back, so a listing that lacks it settles the question; otherwise the
+// snapshots are listed again (the earlier listing may predate the removal).
+func (c *Checker) snapshotRelister() func(ctx context.Context, id core.ID) (bool, error) {
+	var (
+		mu     sync.Mutex // guards listed
+		listed core.IDSet // the latest listing; nil before the first
+	)
+	return func(ctx context.Context, id core.ID) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if listed != nil && !listed.Has(id) {
+			return false, nil
+		}
+		ids, err := c.r.ListIDs(ctx, core.SnapshotFile)
+		if err != nil {
+			return false, fmt.Errorf("relist snapshots: %w", err)
+		}
+		listed = core.NewIDSet(ids...)
+		return listed.Has(id), nil
+	}
 }
 
 // checkTree loads and checks one tree and returns its subtrees. Problems

@@ -36,9 +36,17 @@ reads only part of them: "n/t" (group n of t, by the first byte of the pack
 ID), "x%" (a random x% of the packs) or a size such as "500M" (random packs
 up to that size).
 
-check takes an exclusive lock unless --no-lock is given, and never uses a
-cache. It exits with status 1 if the repository contains errors; hints
-(orphaned, duplicate or mixed packs) do not count as errors.`,
+check takes a shared (non-exclusive) lock unless --no-lock is given, so it
+runs alongside backups, forget and the mark phase of prune (while it runs,
+the sweep phase of prune is skipped and restic's prune is refused: they need
+an exclusive lock). It checks the
+snapshots that exist when it starts; what concurrent commands leave behind
+is not an error: packs a running (or interrupted) backup uploaded but has
+not indexed yet, or that prune marked for deletion, are reported as
+additional files, index files a prune replaces are listed again, and
+snapshots a forget removes are skipped. check never uses a cache. It exits
+with status 1 if the repository contains errors; hints (orphaned, duplicate
+or mixed packs) do not count as errors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCheck(cmd.Context(), g, o)
@@ -71,6 +79,7 @@ type checkSummaryJSON struct {
 	Snapshots          int      `json:"snapshots"`
 	IndexFiles         int      `json:"index_files"`
 	Packs              int      `json:"packs"`
+	OrphanedPacks      int      `json:"orphaned_packs"`
 	Trees              int      `json:"trees"`
 	PacksRead          int      `json:"packs_read"`
 	BytesRead          int64    `json:"bytes_read"`
@@ -87,6 +96,10 @@ func jsonID(id core.ID) string {
 }
 
 var errRepoContainsErrors = errors.New("repository contains errors")
+
+// testHookCheckListed, if set (by tests), runs once check holds its lock and
+// has listed the snapshots, before it loads the index.
+var testHookCheckListed func()
 
 func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 	var sub *checker.Subset
@@ -110,9 +123,14 @@ func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 	}
 	defer r.Close()
 	if !g.NoLock {
-		g.printf("create exclusive lock for repository\n")
+		g.printf("create shared lock for repository\n")
 	}
-	unlock, lctx, _, err := g.lockRepository(ctx, r, true, "check", true)
+	// A shared lock is enough (docs/concurrency.md, section 9): it keeps
+	// out everything that deletes packs or rewrites the index without
+	// keeping every pack listed (prune sweeps, restic's prune), and the
+	// checker accepts the states that concurrent backups, forgets and
+	// prune marks leave behind.
+	unlock, lctx, _, err := g.lockRepository(ctx, r, false, "check", true)
 	if err != nil {
 		return err
 	}
@@ -168,6 +186,9 @@ func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 
 	if _, err := c.ListSnapshots(ctx); err != nil {
 		return err
+	}
+	if testHookCheckListed != nil {
+		testHookCheckListed()
 	}
 	g.printf("load indexes\n")
 	if err := c.LoadIndex(ctx); err != nil {
@@ -266,7 +287,7 @@ func (g *globalOptions) finishCheck(c *checker.Checker, suggestRepairIndex, sugg
 	if g.JSON {
 		if err := g.printJSON(checkSummaryJSON{
 			MessageType: "summary", NumErrors: st.Errors, NumHints: st.Hints,
-			Snapshots: st.Snapshots, IndexFiles: st.IndexFiles, Packs: st.Packs, Trees: st.Trees,
+			Snapshots: st.Snapshots, IndexFiles: st.IndexFiles, Packs: st.Packs, OrphanedPacks: st.OrphanedPacks, Trees: st.Trees,
 			PacksRead: st.PacksRead, BytesRead: st.BytesRead, BrokenPacks: broken,
 			SuggestRepairIndex: suggestRepairIndex, SuggestPrune: suggestPrune,
 		}); err != nil {
@@ -276,7 +297,11 @@ func (g *globalOptions) finishCheck(c *checker.Checker, suggestRepairIndex, sugg
 		if suggestRepairIndex {
 			g.printf("run `cairn repair index` to rebuild the index files\n")
 		}
-		if suggestPrune && st.Errors == 0 {
+		if st.OrphanedPacks > 0 {
+			g.printf("%d additional files were found in the repo, which likely contain duplicate data\n"+
+				"or the uploads of a backup that is still running or was interrupted.\n"+
+				"This is non-critical, you can run `cairn prune` to correct this.\n", st.OrphanedPacks)
+		} else if suggestPrune && st.Errors == 0 {
 			g.printf("run `cairn prune` to remove unneeded data\n")
 		}
 		if len(broken) > 0 {

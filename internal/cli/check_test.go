@@ -147,16 +147,27 @@ func TestCheckClean(t *testing.T) {
 	}
 }
 
+// TestCheckHonoursLock: check takes a shared lock, so it runs while others
+// hold shared locks (backups, forget, prune marks) and is refused while an
+// exclusive lock (a prune sweep, restic's prune) is held.
 func TestCheckHonoursLock(t *testing.T) {
 	repoDir := newCheckRepo(t)
 	r := openTestRepo(t, repoDir)
-	l, _, err := r.Lock(context.Background(), false, repo.LockOptions{Op: "test"})
+	shared, _, err := r.Lock(context.Background(), false, repo.LockOptions{Op: "backup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, repoDir)
+	if err := shared.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l, _, err := r.Lock(context.Background(), true, repo.LockOptions{Op: "prune-sweep"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Unlock(context.Background())
 	if res := cairn(t, "-r", repoDir, "check"); res.code != ExitLocked {
-		t.Fatalf("check under a shared lock: exit %d\n%s", res.code, res.stderr)
+		t.Fatalf("check under an exclusive lock: exit %d\n%s", res.code, res.stderr)
 	}
 	assertClean(t, repoDir, "--no-lock")
 }
