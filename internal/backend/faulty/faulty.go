@@ -141,24 +141,13 @@ func New(be backend.Backend, cfg Config, seed int64) *Backend {
 		cfg.MaxDelay = 10 * time.Millisecond
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = backend.Sleep
 	}
 	return &Backend{
 		be:    be,
 		cfg:   cfg,
 		rng:   rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15)),
 		stats: make(map[Fault]int),
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

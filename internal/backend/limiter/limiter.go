@@ -165,22 +165,11 @@ func newBucket(rate int64) *bucket {
 		burst: float64(burst),
 		chunk: int(min(burst, 32<<10)),
 		now:   time.Now,
-		sleep: sleep,
+		sleep: backend.Sleep,
 	}
 	b.tokens = b.burst
 	b.last = b.now()
 	return b
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // take removes n tokens and waits until the bucket is out of debt.

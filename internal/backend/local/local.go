@@ -53,6 +53,24 @@ type Backend struct {
 	// strategy indexes the first entry of publishers still believed to
 	// work on this file system; accessed atomically.
 	strategy atomic.Int32
+	// fsyncFile and fsyncDir make a file's data and a directory's entries
+	// durable (f.Sync and syncDir). They are the seam through which tests
+	// record the order of the durability steps; fixed after construction.
+	fsyncFile func(f *os.File) error
+	fsyncDir  func(dir string) error
+}
+
+// newBackend returns a backend for the absolute path dir with the default
+// modes, publish strategies and sync calls.
+func newBackend(dir string) *Backend {
+	return &Backend{
+		dir:        dir,
+		dirMode:    defaultDirMode,
+		fileMode:   defaultFileMode,
+		publishers: defaultPublishers(),
+		fsyncFile:  (*os.File).Sync,
+		fsyncDir:   syncDir,
+	}
 }
 
 var (
@@ -79,7 +97,7 @@ func Open(ctx context.Context, dir string) (*Backend, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("open local repository %s: not a directory", abs)
 	}
-	b := &Backend{dir: abs, dirMode: defaultDirMode, fileMode: defaultFileMode, publishers: defaultPublishers()}
+	b := newBackend(abs)
 	b.deriveModes()
 	return b, nil
 }
@@ -96,7 +114,7 @@ func Create(ctx context.Context, dir string) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create local repository %s: %w", dir, err)
 	}
-	b := &Backend{dir: abs, dirMode: defaultDirMode, fileMode: defaultFileMode, publishers: defaultPublishers()}
+	b := newBackend(abs)
 	if err := os.MkdirAll(abs, b.dirMode); err != nil {
 		return nil, fmt.Errorf("create local repository %s: %w", abs, classify(err))
 	}
@@ -134,11 +152,11 @@ func (b *Backend) Create(ctx context.Context) error {
 	// Make the new directory entries durable: each parent that received
 	// new entries, then the root's own entry.
 	for _, d := range []string{"data", "."} {
-		if err := syncDir(filepath.Join(b.dir, d)); err != nil {
+		if err := b.fsyncDir(filepath.Join(b.dir, d)); err != nil {
 			return fmt.Errorf("create local repository %s: %w", b.dir, err)
 		}
 	}
-	if err := syncDir(filepath.Dir(b.dir)); err != nil {
+	if err := b.fsyncDir(filepath.Dir(b.dir)); err != nil {
 		return fmt.Errorf("create local repository %s: %w", b.dir, err)
 	}
 	return nil
@@ -181,19 +199,6 @@ func (e *noSpaceError) Error() string {
 }
 func (e *noSpaceError) Unwrap() []error { return []error{backend.ErrNoSpace, e.err} }
 
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	rd  io.Reader
-}
-
-func (r *ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.rd.Read(p)
-}
-
 func randomSuffix() (string, error) {
 	var buf [8]byte
 	if _, err := rand.Read(buf[:]); err != nil {
@@ -202,13 +207,23 @@ func randomSuffix() (string, error) {
 	return hex.EncodeToString(buf[:]), nil
 }
 
+// checkCall validates the handle and the context at the start of the
+// operation op on h.
+func checkCall(ctx context.Context, op string, h backend.Handle) error {
+	err := h.Valid()
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("%s %v: %w", op, h, err)
+	}
+	return nil
+}
+
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
-	if err := h.Valid(); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
+	if err := checkCall(ctx, "save", h); err != nil {
+		return err
 	}
 	final := b.filename(h)
 	dir := filepath.Dir(final)
@@ -232,7 +247,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	}()
 
 	want := rd.Length()
-	n, err := io.Copy(f, io.LimitReader(&ctxReader{ctx: ctx, rd: rd}, want+1))
+	n, err := io.Copy(f, io.LimitReader(backend.NewCtxReader(ctx, rd), want+1))
 	if err != nil {
 		return fmt.Errorf("save %v: write: %w", h, classify(err))
 	}
@@ -242,45 +257,75 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	if n > want {
 		return fmt.Errorf("save %v: reader delivered more than the %d bytes it announced", h, want)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("save %v: fsync: %w", h, classify(err))
+	// commit closes f.
+	ff := f
+	f = nil
+	published, err = b.commit(ctx, h, ff, tmp, createdDir)
+	return err
+}
+
+// commit makes the complete temporary file f, named tmp, durable and
+// visible as h, in this order: fsync f, clear its write bits, close it,
+// create h's directory if missing, rename tmp to h's name without
+// replacing an existing file, fsync that directory, and, if the directory
+// was created for this file (createdDir, or here), fsync its parent too.
+// It closes f in every case; published reports whether tmp was renamed, so
+// that the caller removes it otherwise.
+func (b *Backend) commit(ctx context.Context, h backend.Handle, f *os.File, tmp string, createdDir bool) (published bool, err error) {
+	defer func() {
+		if f != nil {
+			_ = f.Close()
+		}
+	}()
+	if err := b.fsyncFile(f); err != nil {
+		return false, fmt.Errorf("save %v: fsync: %w", h, classify(err))
 	}
 	if err := failpoint.Inject("upload.after-temp-write"); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
+		return false, fmt.Errorf("save %v: %w", h, err)
 	}
 	// Clear the write bits before publishing, so the file never appears
 	// writable under its final name. Some file systems (FUSE, CIFS) do not
 	// support modes; that is not an error for the data.
 	if err := f.Chmod(b.fileMode &^ 0o222); err != nil && !chmodUnsupported(err) {
-		return fmt.Errorf("save %v: chmod: %w", h, err)
+		return false, fmt.Errorf("save %v: chmod: %w", h, err)
 	}
 	cerr := f.Close()
 	f = nil
 	if cerr != nil {
-		return fmt.Errorf("save %v: close: %w", h, classify(cerr))
+		return false, fmt.Errorf("save %v: close: %w", h, classify(cerr))
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
+		return false, fmt.Errorf("save %v: %w", h, err)
 	}
-	if err := failpoint.Inject("upload.before-rename"); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	if err := b.publish(tmp, final); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	published = true
-	if err := failpoint.Inject("upload.after-rename"); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	if createdDir {
-		if err := syncDir(filepath.Dir(dir)); err != nil {
-			return fmt.Errorf("save %v: %w", h, err)
+	final := b.filename(h)
+	dir := filepath.Dir(final)
+	if filepath.Dir(tmp) != dir {
+		// An adopted file may come from another directory.
+		if _, err := os.Stat(dir); err != nil {
+			if err := b.mkdirLayout(dir); err != nil {
+				return false, fmt.Errorf("save %v: %w", h, classify(err))
+			}
+			createdDir = true
 		}
 	}
-	return nil
+	if err := failpoint.Inject("upload.before-rename"); err != nil {
+		return false, fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := b.publish(tmp, final); err != nil {
+		return false, fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := failpoint.Inject("upload.after-rename"); err != nil {
+		return true, fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := b.fsyncDir(dir); err != nil {
+		return true, fmt.Errorf("save %v: %w", h, err)
+	}
+	if createdDir {
+		if err := b.fsyncDir(filepath.Dir(dir)); err != nil {
+			return true, fmt.Errorf("save %v: %w", h, err)
+		}
+	}
+	return true, nil
 }
 
 // createTemp creates a new temporary file for base in dir, creating dir
@@ -436,14 +481,11 @@ func syncDir(dir string) error {
 
 // Load implements backend.Backend.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(io.Reader) error) error {
-	if err := h.Valid(); err != nil {
+	if err := backend.CheckLoad(h, length, offset); err != nil {
 		return fmt.Errorf("load %v: %w", h, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("load %v: %w", h, err)
-	}
-	if offset < 0 || length < 0 {
-		return fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length)
 	}
 	f, err := os.Open(b.filename(h))
 	if err != nil {
@@ -460,18 +502,11 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("load %v: not a regular file", h)
 	}
-	size := fi.Size()
-	if offset > size {
-		return fmt.Errorf("load %v: offset %d beyond end of %d-byte file", h, offset, size)
+	n, err := backend.LoadRange(fi.Size(), length, offset)
+	if err != nil {
+		return fmt.Errorf("load %v: %w", h, err)
 	}
-	n := size - offset
-	if length > 0 {
-		if int64(length) > n {
-			return fmt.Errorf("load %v: range %d+%d beyond end of %d-byte file: %w", h, offset, length, size, io.ErrUnexpectedEOF)
-		}
-		n = int64(length)
-	}
-	rd := &ctxReader{ctx: ctx, rd: io.NewSectionReader(f, offset, n)}
+	rd := backend.NewCtxReader(ctx, io.NewSectionReader(f, offset, n))
 	if err := fn(rd); err != nil {
 		return fmt.Errorf("load %v: %w", h, err)
 	}
@@ -480,18 +515,12 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
-	if err := h.Valid(); err != nil {
-		return backend.FileInfo{}, fmt.Errorf("stat %v: %w", h, err)
+	if err := checkCall(ctx, "stat", h); err != nil {
+		return backend.FileInfo{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return backend.FileInfo{}, fmt.Errorf("stat %v: %w", h, err)
-	}
-	fi, err := os.Stat(b.filename(h))
+	fi, err := b.statFile(h)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return backend.FileInfo{}, fmt.Errorf("stat %v: %w", h, backend.ErrNotExist)
-		}
-		return backend.FileInfo{}, fmt.Errorf("stat %v: %w", h, err)
+		return backend.FileInfo{}, err
 	}
 	if !fi.Mode().IsRegular() {
 		return backend.FileInfo{}, fmt.Errorf("stat %v: not a regular file", h)
@@ -501,11 +530,8 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 
 // Remove implements backend.Backend. A missing file is success.
 func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
-	if err := h.Valid(); err != nil {
-		return fmt.Errorf("remove %v: %w", h, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("remove %v: %w", h, err)
+	if err := checkCall(ctx, "remove", h); err != nil {
+		return err
 	}
 	name := b.filename(h)
 	err := os.Remove(name)
@@ -721,44 +747,13 @@ func (b *Backend) Adopt(ctx context.Context, h backend.Handle, f *os.File) (err 
 			_ = os.Remove(tmp)
 		}
 	}()
-	if err := h.Valid(); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
+	if err := checkCall(ctx, "save", h); err != nil {
+		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("save %v: fsync: %w", h, classify(err))
-	}
-	if err := failpoint.Inject("upload.after-temp-write"); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	if err := f.Chmod(b.fileMode &^ 0o222); err != nil && !chmodUnsupported(err) {
-		return fmt.Errorf("save %v: chmod: %w", h, err)
-	}
-	cerr := f.Close()
+	ff := f
 	f = nil
-	if cerr != nil {
-		return fmt.Errorf("save %v: close: %w", h, classify(cerr))
-	}
-	final := b.filename(h)
-	dir := filepath.Dir(final)
-	if _, err := os.Stat(dir); err != nil {
-		if err := b.mkdirLayout(dir); err != nil {
-			return fmt.Errorf("save %v: %w", h, classify(err))
-		}
-	}
-	if err := failpoint.Inject("upload.before-rename"); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	if err := b.publish(tmp, final); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	published = true
-	if err := failpoint.Inject("upload.after-rename"); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	return syncDir(dir)
+	published, err = b.commit(ctx, h, ff, tmp, false)
+	return err
 }
 
 // ModTime returns the modification time of h: how long a file has existed,
@@ -768,12 +763,22 @@ func (b *Backend) ModTime(ctx context.Context, h backend.Handle) (time.Time, err
 	if err := h.Valid(); err != nil {
 		return time.Time{}, err
 	}
+	fi, err := b.statFile(h)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
+}
+
+// statFile stats the file of h (following links), reporting a missing
+// file as backend.ErrNotExist.
+func (b *Backend) statFile(h backend.Handle) (fs.FileInfo, error) {
 	fi, err := os.Stat(b.filename(h))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return time.Time{}, fmt.Errorf("stat %v: %w", h, backend.ErrNotExist)
+			return nil, fmt.Errorf("stat %v: %w", h, backend.ErrNotExist)
 		}
-		return time.Time{}, fmt.Errorf("stat %v: %w", h, err)
+		return nil, fmt.Errorf("stat %v: %w", h, err)
 	}
-	return fi.ModTime(), nil
+	return fi, nil
 }

@@ -52,17 +52,24 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
+// testDir returns a new empty directory below testRoot (or the default
+// temporary directory), removed when the test ends.
+func testDir(t *testing.T) string {
+	t.Helper()
+	if testRoot == "" {
+		return t.TempDir()
+	}
+	base, err := os.MkdirTemp(testRoot, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	return base
+}
+
 func newTestBackend(t *testing.T) *Backend {
 	t.Helper()
-	base := t.TempDir()
-	if testRoot != "" {
-		var err error
-		if base, err = os.MkdirTemp(testRoot, "t"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = os.RemoveAll(base) })
-	}
-	b, err := Create(context.Background(), filepath.Join(base, "repo"))
+	b, err := Create(context.Background(), filepath.Join(testDir(t), "repo"))
 	if err != nil {
 		t.Fatal(err)
 	}

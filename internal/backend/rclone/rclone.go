@@ -199,15 +199,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 
 // Create starts rclone and creates the repository.
 func Create(ctx context.Context, cfg Config) (*Backend, error) {
-	b, err := Open(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.Create(ctx); err != nil {
-		_ = b.Close()
-		return nil, err
-	}
-	return b, nil
+	return backend.OpenCreate(ctx, func(ctx context.Context) (*Backend, error) { return Open(ctx, cfg) })
 }
 
 // transport carries the REST client's requests to rclone, failing them

@@ -25,8 +25,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -154,15 +152,7 @@ func newTransport(cfg Config, conns uint) (*http.Transport, error) {
 // Create opens the backend and creates the repository on the server: the
 // config must not exist yet (404 to HEAD), then POST ?create=true.
 func Create(ctx context.Context, cfg Config) (*Backend, error) {
-	b, err := Open(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.Create(ctx); err != nil {
-		_ = b.Close()
-		return nil, err
-	}
-	return b, nil
+	return backend.OpenCreate(ctx, func(ctx context.Context) (*Backend, error) { return Open(ctx, cfg) })
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {
@@ -255,7 +245,7 @@ func (b *Backend) do(ctx context.Context, method, u string, body io.Reader, leng
 	var rbody io.Reader
 	var guard *guardedReader
 	if body != nil && length > 0 {
-		guard = &guardedReader{rd: &exactBody{rd: body, length: length}, ctx: rctx, onRead: watch.Progress}
+		guard = &guardedReader{rd: backend.NewExactBody(body, length), ctx: rctx, onRead: watch.Progress}
 		rbody = guard
 	} else if body != nil {
 		rbody = http.NoBody
@@ -337,16 +327,13 @@ func kindFor(code int) error {
 
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
-	if err := h.Valid(); err != nil {
+	length, err := backend.CheckSave(h, rd)
+	if err != nil {
 		return retry.Permanent(fmt.Errorf("save %v: %w", h, err))
-	}
-	length := rd.Length()
-	if length < 0 {
-		return retry.Permanent(fmt.Errorf("save %v: negative length %d", h, length))
 	}
 	if length == 0 {
 		// No body is sent: make sure the reader is really empty.
-		if err := probeEOF(rd); err != nil {
+		if err := backend.ProbeEOF(rd); err != nil {
 			return fmt.Errorf("save %v: %w", h, err)
 		}
 	}
@@ -371,11 +358,8 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 // A body shorter than the requested range is an error wrapping
 // io.ErrUnexpectedEOF.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(rd io.Reader) error) error {
-	if err := h.Valid(); err != nil {
+	if err := backend.CheckLoad(h, length, offset); err != nil {
 		return retry.Permanent(fmt.Errorf("load %v: %w", h, err))
-	}
-	if offset < 0 || length < 0 {
-		return retry.Permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
 	}
 	rng := fmt.Sprintf("bytes=%d-", offset)
 	if length > 0 {
@@ -397,7 +381,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 		if offset > 0 {
 			n, err := io.CopyN(io.Discard, resp.Body, offset)
 			if err != nil {
-				return fmt.Errorf("load %v: skip to offset %d (got %d bytes): %w", h, offset, n, unexpectedEOF(err))
+				return fmt.Errorf("load %v: skip to offset %d (got %d bytes): %w", h, offset, n, backend.UnexpectedEOF(err))
 			}
 		}
 		if want < 0 && resp.ContentLength >= 0 {
@@ -405,7 +389,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 		}
 	case http.StatusPartialContent:
 		cr := resp.Header.Get("Content-Range")
-		start, end, _, ok := parseContentRange(cr)
+		start, end, _, ok := backend.ParseContentRange(cr)
 		if !ok || start != offset {
 			return fmt.Errorf("load %v: server sent Content-Range %q for offset %d", h, cr, offset)
 		}
@@ -441,48 +425,12 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 
 	var rd io.Reader = resp.Body
 	if want >= 0 {
-		rd = &exactReader{rd: resp.Body, remaining: want}
+		rd = backend.NewExactReader(resp.Body, want, "response body")
 	}
 	if err := fn(rd); err != nil {
 		return fmt.Errorf("load %v: %w", h, err)
 	}
 	return nil
-}
-
-// parseContentRange parses "bytes start-end/total" (total may be "*",
-// returned as -1). rclone describes an empty range at the end of a file
-// as "bytes N-(N-1)/N": end may be start-1 when total is start.
-func parseContentRange(s string) (start, end, total int64, ok bool) {
-	spec, found := strings.CutPrefix(s, "bytes ")
-	if !found {
-		return 0, 0, 0, false
-	}
-	rng, tot, found := strings.Cut(spec, "/")
-	if !found {
-		return 0, 0, 0, false
-	}
-	a, z, found := strings.Cut(rng, "-")
-	if !found {
-		return 0, 0, 0, false
-	}
-	var err1, err2 error
-	start, err1 = strconv.ParseInt(a, 10, 64)
-	end, err2 = strconv.ParseInt(z, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || end < start-1 {
-		return 0, 0, 0, false
-	}
-	total = -1
-	if tot != "*" {
-		t, err := strconv.ParseInt(tot, 10, 64)
-		if err != nil || t <= end {
-			return 0, 0, 0, false
-		}
-		total = t
-	}
-	if end == start-1 && total != start {
-		return 0, 0, 0, false // empty, but not at the end of the file
-	}
-	return start, end, total, true
 }
 
 // Stat implements backend.Backend.
@@ -510,17 +458,10 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 // rclone, whose 404 means the repository is missing.
 func (b *Backend) List(ctx context.Context, t core.FileType, fn func(backend.FileInfo) error) error {
 	if t == core.ConfigFile {
-		fi, err := b.Stat(ctx, backend.Handle{Type: core.ConfigFile})
-		if backend.IsNotExist(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("list %v: %w", t, err)
-		}
-		return fn(fi)
+		return backend.ListConfig(ctx, b.Stat, fn)
 	}
-	if !slices.Contains(core.AllFileTypes, t) {
-		return retry.Permanent(fmt.Errorf("list: invalid file type %v", t))
+	if err := backend.CheckListType(t); err != nil {
+		return retry.Permanent(fmt.Errorf("list: %w", err))
 	}
 	entries, v2, err := b.fetchList(ctx, t)
 	if err != nil {
@@ -667,41 +608,6 @@ func (b *Backend) CreateLayout(ctx context.Context) error {
 	return nil
 }
 
-// exactReader delivers exactly remaining bytes: it stops there and turns
-// an early EOF into io.ErrUnexpectedEOF.
-type exactReader struct {
-	rd        io.Reader
-	remaining int64
-}
-
-func (r *exactReader) Read(p []byte) (int, error) {
-	if r.remaining <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > r.remaining {
-		p = p[:r.remaining]
-	}
-	n, err := r.rd.Read(p)
-	r.remaining -= int64(n)
-	if err == io.EOF && r.remaining > 0 {
-		return n, fmt.Errorf("response body ended %d bytes early: %w", r.remaining, io.ErrUnexpectedEOF)
-	}
-	if err == io.EOF {
-		err = nil
-		if r.remaining == 0 {
-			err = io.EOF
-		}
-	}
-	return n, err
-}
-
-func unexpectedEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
 // errBodyClosed is returned by reads of a request body after the request
 // finished.
 var errBodyClosed = errors.New("request body read after the request finished")
@@ -736,58 +642,6 @@ func (r *guardedReader) Read(p []byte) (int, error) {
 		return 0, cerr
 	}
 	return n, err
-}
-
-// errBodyLength reports a request body whose reader delivered more or
-// fewer bytes than its Length.
-var errBodyLength = errors.New("reader length does not match its data")
-
-// exactBody delivers exactly length bytes of rd. Before it hands out the
-// final bytes it checks that rd really ends there, so a reader longer than
-// its Length fails the request before the server has received a complete
-// (but wrong) body; a shorter one fails with the body incomplete.
-type exactBody struct {
-	rd     io.Reader
-	length int64
-	n      int64
-}
-
-func (r *exactBody) Read(p []byte) (int, error) {
-	if r.n >= r.length {
-		return 0, io.EOF
-	}
-	if rem := r.length - r.n; int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	n, err := r.rd.Read(p)
-	r.n += int64(n)
-	if r.n == r.length {
-		if perr := probeEOF(r.rd); perr != nil {
-			return 0, perr
-		}
-		return n, io.EOF
-	}
-	if err == io.EOF {
-		return n, fmt.Errorf("%w: got %d bytes, want %d: %w", errBodyLength, r.n, r.length, io.ErrUnexpectedEOF)
-	}
-	return n, err
-}
-
-// probeEOF checks that rd has no more data.
-func probeEOF(rd io.Reader) error {
-	var one [1]byte
-	for i := 0; i < 100; i++ {
-		n, err := rd.Read(one[:])
-		switch {
-		case n > 0:
-			return fmt.Errorf("%w: more data than its length", errBodyLength)
-		case err == io.EOF:
-			return nil
-		case err != nil:
-			return err
-		}
-	}
-	return fmt.Errorf("%w: reader returns no data and no EOF", errBodyLength)
 }
 
 // close waits for a read in progress and stops all later ones. A nil

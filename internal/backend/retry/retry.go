@@ -108,20 +108,9 @@ func New(be backend.Backend, opts Options) *Backend {
 		opts.Now = time.Now
 	}
 	if opts.Sleep == nil {
-		opts.Sleep = sleep
+		opts.Sleep = backend.Sleep
 	}
 	return &Backend{be: be, opts: opts, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // permanentError marks an error as not worth retrying.

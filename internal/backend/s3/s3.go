@@ -32,8 +32,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -151,15 +149,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 
 // Create opens the backend and creates the bucket if it does not exist.
 func Create(ctx context.Context, cfg Config) (*Backend, error) {
-	b, err := Open(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.Create(ctx); err != nil {
-		_ = b.Close()
-		return nil, err
-	}
-	return b, nil
+	return backend.OpenCreate(ctx, func(ctx context.Context) (*Backend, error) { return Open(ctx, cfg) })
 }
 
 // credentialsFor builds the credential chain: explicit keys, else the
@@ -236,12 +226,9 @@ func (b *Backend) Create(ctx context.Context) error {
 
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
-	if err := h.Valid(); err != nil {
+	length, err := backend.CheckSave(h, rd)
+	if err != nil {
 		return retry.Permanent(fmt.Errorf("save %v: %w", h, err))
-	}
-	length := rd.Length()
-	if length < 0 {
-		return retry.Permanent(fmt.Errorf("save %v: negative length %d", h, length))
 	}
 	if err := b.acquire(ctx); err != nil {
 		return fmt.Errorf("save %v: %w", h, err)
@@ -287,13 +274,14 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 
 // put uploads rd as key.
 func (b *Backend) put(ctx context.Context, key string, rd io.Reader, length int64, conditional bool) error {
-	body := &exactBody{rd: &ctxReader{ctx: ctx, rd: rd}, length: length}
+	crd := backend.NewCtxReader(ctx, rd)
 	if length == 0 {
 		// No body is read: make sure the reader is really empty.
-		if err := probeEOF(body.rd); err != nil {
+		if err := backend.ProbeEOF(crd); err != nil {
 			return err
 		}
 	}
+	body := backend.NewExactBody(crd, length)
 	opts := minio.PutObjectOptions{
 		ContentType:  "application/octet-stream",
 		StorageClass: b.cfg.StorageClass,
@@ -313,11 +301,8 @@ func (b *Backend) put(ctx context.Context, key string, rd io.Reader, length int6
 // Load implements backend.Backend. A body shorter than the requested range
 // is an error wrapping io.ErrUnexpectedEOF.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(rd io.Reader) error) error {
-	if err := h.Valid(); err != nil {
+	if err := backend.CheckLoad(h, length, offset); err != nil {
 		return retry.Permanent(fmt.Errorf("load %v: %w", h, err))
-	}
-	if offset < 0 || length < 0 {
-		return retry.Permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
 	}
 	if err := b.acquire(ctx); err != nil {
 		return fmt.Errorf("load %v: %w", h, err)
@@ -353,11 +338,11 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 			return retry.Permanent(fmt.Errorf("load %v: offset %d beyond end of %d-byte object", h, offset, info.Size))
 		}
 		if _, err := io.CopyN(io.Discard, body, offset); err != nil {
-			return fmt.Errorf("load %v: skip to offset %d: %w", h, offset, unexpectedEOF(err))
+			return fmt.Errorf("load %v: skip to offset %d: %w", h, offset, backend.UnexpectedEOF(err))
 		}
 		want = info.Size - offset
 	} else if ranged {
-		start, _, ok := parseContentRange(hdr.Get("Content-Range"))
+		start, _, _, ok := backend.ParseContentRange(hdr.Get("Content-Range"))
 		if !ok || start != offset {
 			return fmt.Errorf("load %v: server sent Content-Range %q for offset %d", h, hdr.Get("Content-Range"), offset)
 		}
@@ -371,7 +356,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if want < 0 {
 		return fmt.Errorf("load %v: server sent no Content-Length", h)
 	}
-	rd = &exactReader{rd: &ctxReader{ctx: ctx, rd: rd}, remaining: want}
+	rd = backend.NewExactReader(backend.NewCtxReader(ctx, rd), want, "response body")
 	if err := fn(rd); err != nil {
 		return fmt.Errorf("load %v: %w", h, err)
 	}
@@ -396,28 +381,6 @@ func (b *Backend) loadOutOfRange(ctx context.Context, h backend.Handle, key stri
 		return fmt.Errorf("load %v: %w", h, err)
 	}
 	return nil
-}
-
-// parseContentRange parses "bytes START-END/TOTAL".
-func parseContentRange(s string) (start, end int64, ok bool) {
-	rest, found := strings.CutPrefix(s, "bytes ")
-	if !found {
-		return 0, 0, false
-	}
-	rng, _, found := strings.Cut(rest, "/")
-	if !found {
-		return 0, 0, false
-	}
-	a, z, found := strings.Cut(rng, "-")
-	if !found {
-		return 0, 0, false
-	}
-	start, err1 := strconv.ParseInt(a, 10, 64)
-	end, err2 := strconv.ParseInt(z, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || end < start {
-		return 0, 0, false
-	}
-	return start, end, true
 }
 
 // Stat implements backend.Backend.
@@ -448,17 +411,10 @@ func (b *Backend) List(ctx context.Context, t core.FileType, fn func(backend.Fil
 		return fmt.Errorf("list %v: %w", t, err)
 	}
 	if t == core.ConfigFile {
-		fi, err := b.Stat(ctx, backend.Handle{Type: core.ConfigFile})
-		if backend.IsNotExist(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("list %v: %w", t, err)
-		}
-		return fn(fi)
+		return backend.ListConfig(ctx, b.Stat, fn)
 	}
-	if !slices.Contains(core.AllFileTypes, t) {
-		return retry.Permanent(fmt.Errorf("list: invalid file type %v", t))
+	if err := backend.CheckListType(t); err != nil {
+		return retry.Permanent(fmt.Errorf("list: %w", err))
 	}
 	dir := b.prefix + t.String() + "/"
 	lctx, cancel := context.WithCancel(ctx)

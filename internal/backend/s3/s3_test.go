@@ -472,24 +472,6 @@ func TestStall(t *testing.T) {
 	}
 }
 
-func TestParseContentRange(t *testing.T) {
-	for in, want := range map[string][3]int64{
-		"bytes 0-9/10":   {0, 9, 1},
-		"bytes 5-5/*":    {5, 5, 1},
-		"bytes 7-3/10":   {0, 0, 0},
-		"bytes */10":     {0, 0, 0},
-		"bits 0-1/2":     {0, 0, 0},
-		"bytes -1-2/3":   {0, 0, 0},
-		"bytes 1-2":      {0, 0, 0},
-		"bytes 10-20/30": {10, 20, 1},
-	} {
-		s, e, ok := parseContentRange(in)
-		if ok != (want[2] == 1) || (ok && (s != want[0] || e != want[1])) {
-			t.Errorf("parseContentRange(%q) = %d %d %v", in, s, e, ok)
-		}
-	}
-}
-
 func FuzzParseConfig(f *testing.F) {
 	for _, s := range []string{"s3:http://127.0.0.1:9000/bucket/p", "s3:host/b", "s3:https://u:p@h/b", "s3:h/b/../c", "s3://x"} {
 		f.Add(s)
@@ -506,18 +488,6 @@ func FuzzParseConfig(f *testing.F) {
 			if part == ".." {
 				t.Fatalf("ParseConfig(%q): prefix %q escapes", s, cfg.Prefix)
 			}
-		}
-	})
-}
-
-func FuzzParseContentRange(f *testing.F) {
-	for _, s := range []string{"bytes 0-9/10", "bytes 5-5/*", "bytes 9-1/2", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		start, end, ok := parseContentRange(s)
-		if ok && (start < 0 || end < start) {
-			t.Fatalf("parseContentRange(%q) = %d %d", s, start, end)
 		}
 	})
 }

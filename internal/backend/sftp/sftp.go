@@ -31,7 +31,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -104,15 +103,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 // its layout (existing directories are fine: whether a repository is
 // there is decided by the config file, which Save never overwrites).
 func Create(ctx context.Context, cfg Config) (*Backend, error) {
-	b, err := newBackend(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.Create(ctx); err != nil {
-		_ = b.Close()
-		return nil, err
-	}
-	return b, nil
+	return backend.OpenCreate(ctx, func(context.Context) (*Backend, error) { return newBackend(cfg) })
 }
 
 func newBackend(cfg Config) (*Backend, error) {
@@ -263,12 +254,9 @@ func exists(s *session, p string) (bool, error) {
 
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
-	if err := h.Valid(); err != nil {
+	want, err := backend.CheckSave(h, rd)
+	if err != nil {
 		return retry.Permanent(fmt.Errorf("save %v: %w", h, err))
-	}
-	want := rd.Length()
-	if want < 0 {
-		return retry.Permanent(fmt.Errorf("save %v: negative length %d", h, want))
 	}
 	s, err := b.acquire(ctx)
 	if err != nil {
@@ -310,7 +298,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	}()
 
 	buf := make([]byte, min(want+1, copyBuffer))
-	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(&ctxReader{ctx: ctx, rd: rd}, want+1), buf)
+	n, err := io.CopyBuffer(writerOnly{f}, io.LimitReader(backend.NewCtxReader(ctx, rd), want+1), buf)
 	if err != nil {
 		return fmt.Errorf("save %v: write: %w", h, err)
 	}
@@ -434,11 +422,8 @@ func (b *Backend) syncDir(s *session, dir string) {
 
 // Load implements backend.Backend.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(io.Reader) error) error {
-	if err := h.Valid(); err != nil {
+	if err := backend.CheckLoad(h, length, offset); err != nil {
 		return retry.Permanent(fmt.Errorf("load %v: %w", h, err))
-	}
-	if offset < 0 || length < 0 {
-		return retry.Permanent(fmt.Errorf("load %v: invalid range offset %d length %d", h, offset, length))
 	}
 	s, err := b.acquire(ctx)
 	if err != nil {
@@ -460,19 +445,15 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if !fi.Mode().IsRegular() {
 		return retry.Permanent(fmt.Errorf("load %v: not a regular file", h))
 	}
-	size := fi.Size()
-	if offset > size {
-		return retry.Permanent(fmt.Errorf("load %v: offset %d beyond end of %d-byte file", h, offset, size))
-	}
-	n := size - offset
-	if length > 0 {
-		if int64(length) > n {
-			return fmt.Errorf("load %v: range %d+%d beyond end of %d-byte file: %w", h, offset, length, size, io.ErrUnexpectedEOF)
+	n, err := backend.LoadRange(fi.Size(), length, offset)
+	if err != nil {
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			err = retry.Permanent(err) // offset past the end
 		}
-		n = int64(length)
+		return fmt.Errorf("load %v: %w", h, err)
 	}
 	sec := io.NewSectionReader(f, offset, n)
-	rd := &exactReader{rd: &ctxReader{ctx: ctx, rd: bufio.NewReaderSize(sec, int(min(n+1, copyBuffer)))}, remaining: n}
+	rd := backend.NewExactReader(backend.NewCtxReader(ctx, bufio.NewReaderSize(sec, int(min(n+1, copyBuffer)))), n, "file")
 	if err := fn(rd); err != nil {
 		return fmt.Errorf("load %v: %w", h, err)
 	}
@@ -510,17 +491,10 @@ func (b *Backend) List(ctx context.Context, t core.FileType, fn func(backend.Fil
 		return fmt.Errorf("list %v: %w", t, err)
 	}
 	if t == core.ConfigFile {
-		fi, err := b.Stat(ctx, backend.Handle{Type: core.ConfigFile})
-		if backend.IsNotExist(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("list %v: %w", t, err)
-		}
-		return fn(fi)
+		return backend.ListConfig(ctx, b.Stat, fn)
 	}
-	if !slices.Contains(core.AllFileTypes, t) {
-		return retry.Permanent(fmt.Errorf("list: invalid file type %v", t))
+	if err := backend.CheckListType(t); err != nil {
+		return retry.Permanent(fmt.Errorf("list: %w", err))
 	}
 	files, err := b.listFiles(ctx, t)
 	if err != nil {
@@ -641,48 +615,6 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 		return fmt.Errorf("remove %v: %w", h, err)
 	}
 	return nil
-}
-
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	rd  io.Reader
-}
-
-func (r *ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n, err := r.rd.Read(p)
-	if cerr := r.ctx.Err(); cerr != nil {
-		return 0, cerr
-	}
-	return n, err
-}
-
-// exactReader delivers exactly remaining bytes and turns an early EOF
-// into io.ErrUnexpectedEOF (a file truncated while being read).
-type exactReader struct {
-	rd        io.Reader
-	remaining int64
-}
-
-func (r *exactReader) Read(p []byte) (int, error) {
-	if r.remaining <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > r.remaining {
-		p = p[:r.remaining]
-	}
-	n, err := r.rd.Read(p)
-	r.remaining -= int64(n)
-	switch {
-	case r.remaining == 0:
-		return n, io.EOF
-	case err == io.EOF:
-		return n, fmt.Errorf("file ended %d bytes early: %w", r.remaining, io.ErrUnexpectedEOF)
-	}
-	return n, err
 }
 
 // remoteFile is the client's open file.
