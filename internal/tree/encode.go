@@ -3,6 +3,7 @@ package tree
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -141,3 +142,23 @@ func appendID(dst []byte, id *core.ID) []byte {
 }
 
 func validUTF8(s string) bool { return utf8.ValidString(s) }
+
+// checkIDs rejects a node that refers to the null (all-zero) ID: a file
+// whose content lists it or a directory whose subtree is it. Such a tree
+// would reference data that can never exist (invariant I15,
+// docs/concurrency.md); the archiver never produces one, so it is a bug.
+func checkIDs(n *Node) error {
+	switch n.Type {
+	case NodeFile:
+		for i := range n.Content {
+			if n.Content[i].IsNull() {
+				return fmt.Errorf("file %q: content blob %d has the null ID", n.Name, i)
+			}
+		}
+	case NodeDir:
+		if n.Subtree != nil && n.Subtree.IsNull() {
+			return fmt.Errorf("dir %q: null subtree ID", n.Name)
+		}
+	}
+	return nil
+}

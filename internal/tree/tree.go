@@ -51,8 +51,9 @@ const (
 // {"nodes":[ + the comma-separated node encodings (Node.AppendJSON) + ]} and
 // a newline, as restic writes it. An empty or nil list gives {"nodes":[]}.
 // The nodes must be strictly ascending by Name (byte order) and every name
-// must pass ValidName; otherwise an error naming the offending entry is
-// returned. The tree ID is core.Hash of the result.
+// must pass ValidName, and no file content or dir subtree may be the null
+// ID; otherwise an error naming the offending entry is returned. The tree
+// ID is core.Hash of the result.
 func EncodeTree(nodes []*Node) ([]byte, error) {
 	return AppendTree(make([]byte, 0, estimateTreeSize(nodes)), nodes)
 }
@@ -66,6 +67,9 @@ func AppendTree(dst []byte, nodes []*Node) ([]byte, error) {
 			return dst, fmt.Errorf("encode tree: node %d is nil", i)
 		}
 		if err := ValidName(n.Name); err != nil {
+			return dst, fmt.Errorf("encode tree: node %d: %w", i, err)
+		}
+		if err := checkIDs(n); err != nil {
 			return dst, fmt.Errorf("encode tree: node %d: %w", i, err)
 		}
 		if i > 0 {
@@ -134,6 +138,9 @@ func (b *Builder) AddNode(n *Node) error {
 		return b.fail(fmt.Errorf("tree builder: node %d is nil", b.count))
 	}
 	if err := ValidName(n.Name); err != nil {
+		return b.fail(fmt.Errorf("tree builder: %w", err))
+	}
+	if err := checkIDs(n); err != nil {
 		return b.fail(fmt.Errorf("tree builder: %w", err))
 	}
 	if b.count > 0 {
