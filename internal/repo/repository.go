@@ -124,6 +124,12 @@ func InitWithConfig(ctx context.Context, be backend.Backend, password string, cf
 	r.keyFile = kf
 	// Verify the key file reads back before committing the config (H41).
 	if _, _, err := SearchKey(ctx, be, password, kf.id.String(), 1); err != nil {
+		// Remove the bad key so that a retried init finds an empty
+		// repository again (no config was written yet).
+		h := backend.Handle{Type: core.KeyFile, Name: kf.id.String()}
+		if rerr := be.Remove(ctx, h); rerr != nil && !backend.IsNotExist(rerr) {
+			return nil, fmt.Errorf("init: key file does not read back: %w (removing it failed too: %v)", err, rerr)
+		}
 		return nil, fmt.Errorf("init: key file does not read back: %w", err)
 	}
 	cbuf, err := json.Marshal(cfg)
