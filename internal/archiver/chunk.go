@@ -31,7 +31,7 @@ func (c chunk) release() {
 
 // zeroBuf backs the chunks cut from holes. It is never written, so its
 // pages stay the kernel's shared zero page and cost no memory.
-var zeroBuf = make([]byte, chunker.MaxSize)
+var zeroBuf = newZeroBuf(chunker.MaxSize)
 
 // zeroIDs caches the IDs of all-zero chunks by length: sparse and
 // preallocated files are full of them, and hashing them byte by byte is

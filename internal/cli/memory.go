@@ -17,5 +17,5 @@ func tuneMemory() {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	debug.SetMemoryLimit(int64(ms.HeapAlloc)*2 + 72<<20)
+	debug.SetMemoryLimit(int64(ms.HeapAlloc)*2 + 64<<20)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"time"
 )
 
 // startCPUProfile writes a CPU profile to path until the returned function
@@ -21,4 +22,18 @@ func startCPUProfile(path string) (func(), error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// startHeapSnapshot writes a heap profile (live objects as of the last
+// garbage collection) to path after delay (CAIRN_HEAP_PROFILE=path and
+// CAIRN_HEAP_PROFILE_AFTER=duration, for memory work).
+func startHeapSnapshot(path string, delay time.Duration) {
+	time.AfterFunc(delay, func() {
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_ = pprof.Lookup("heap").WriteTo(f, 0)
+	})
 }

@@ -94,6 +94,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		defer stopProfile()
 	}
+	if pf := os.Getenv("CAIRN_HEAP_PROFILE"); pf != "" {
+		d, err := time.ParseDuration(os.Getenv("CAIRN_HEAP_PROFILE_AFTER"))
+		if err != nil {
+			fmt.Fprintf(stderr, "cairn: CAIRN_HEAP_PROFILE_AFTER: %v\n", err)
+			return ExitError
+		}
+		startHeapSnapshot(pf, d)
+	}
 	root := newRootCommand(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
