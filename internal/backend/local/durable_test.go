@@ -324,3 +324,41 @@ func TestDefaultSyncCalls(t *testing.T) {
 		t.Fatal("fsync of a missing directory succeeded: the default does not sync")
 	}
 }
+
+// TestRemoveDurable: Remove fsyncs the directory after the file is gone, so
+// deletions reach the disk in the order they were made (prune deletes an
+// index file before the packs it listed); removing a missing file is
+// success without a sync.
+func TestRemoveDurable(t *testing.T) {
+	ctx := context.Background()
+	b := newTestBackend(t)
+	h := backend.Handle{Type: core.PackFile, Name: strings.Repeat("9a", 32)}
+	if err := b.Save(ctx, h, backend.NewByteReader([]byte("doomed"))); err != nil {
+		t.Fatal(err)
+	}
+	log := record(t, b)
+	if err := b.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	steps := log.take()
+	dir := filepath.Dir(b.filename(h))
+	if got := ops(steps); len(got) != 1 || got[0] != "fsync-dir "+dir {
+		t.Fatalf("remove steps = %v, want [fsync-dir %s]", got, dir)
+	}
+	if slices.Contains(steps[0].entries, filepath.Base(b.filename(h))) {
+		t.Fatalf("directory synced while the file was still there: %v", steps[0].entries)
+	}
+	if err := b.Remove(ctx, h); err != nil {
+		t.Fatalf("second remove: %v", err)
+	}
+	if got := ops(log.take()); len(got) != 0 {
+		t.Fatalf("removing a missing file synced: %v", got)
+	}
+	if err := b.Save(ctx, h, backend.NewByteReader([]byte("again"))); err != nil {
+		t.Fatal(err)
+	}
+	b.fsyncDir = func(string) error { return errors.New("disk gone") }
+	if err := b.Remove(ctx, h); err == nil {
+		t.Fatal("remove with a failing directory sync reported success")
+	}
+}

@@ -542,8 +542,18 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 			err = os.Remove(name)
 		}
 	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // already gone: success (idempotent)
+		}
 		return fmt.Errorf("remove %v: %w", h, err)
+	}
+	// Make the removal durable before reporting it: prune deletes an
+	// index file before the packs it listed, and after a power loss that
+	// order must hold on disk too (a pack gone while an index file
+	// listing it came back would be a missing pack).
+	if err := b.fsyncDir(filepath.Dir(name)); err != nil {
+		return fmt.Errorf("remove %v: sync directory: %w", h, err)
 	}
 	return nil
 }
