@@ -11,9 +11,12 @@ func newUnlockCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unlock",
 		Short: "Remove stale locks (or all locks with --remove-all)",
-		Long: `Remove locks left behind by processes that died. A lock is stale when its
-process on this host (and in this PID namespace) is gone, or when it is older
-than 30 minutes both by its own clock and by the time this host has known it.
+		Long: `Remove locks left behind by processes that died. A lock is stale when it
+was taken by cairn on this host, in this PID namespace and since the last boot,
+and its process is gone; or when it is older than 30 minutes both by its own
+time stamp and by the file's age (the file's modification time where the
+backend reports one, else the time stamp again). Locks without cairn's
+namespace and boot fields (restic's) are judged by age only.
 --remove-all removes every lock: only use it when no other process runs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
