@@ -26,6 +26,10 @@
 #               (default: all). init always runs (it is only reported when listed).
 #   KEEP=1      keep repositories, restores, caches and a generated corpus
 #   ORDER       tool order within each step (default "cairn restic")
+#   REPS        repetitions of the steps that can be repeated without changing what the next
+#               step sees: unchanged, restore, check (default 1). Repetition i runs the tools in
+#               ORDER when i is odd and in reverse when it is even; the table shows the median
+#               of each figure over the repetitions (n=REPS in the notes), raw.tsv every run.
 #   CAIRN       cairn binary (default: built from this tree into $RUN/cairn)
 #   RESTIC      restic binary (default /usr/bin/restic)
 #   PROFILE=1   afterwards, run one extra cairn full backup (into a throw-away repository)
@@ -34,8 +38,10 @@
 #
 # Caches cannot be dropped reliably here, so they are filled instead: before each tool's
 # command the corpus and that tool's repository are read once (`warm`), and both tools start
-# every step from a warm page cache. Each step runs exactly once per tool (no repetitions,
-# no averaging).
+# every step from a warm page cache, after a `sync` (no tool pays for writing back another's
+# dirty pages). init, full and mutated run once per tool; unchanged, restore and check run
+# REPS times (median reported). Restores go to fresh directories that are removed only after
+# the step (see step_restore).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,6 +51,7 @@ OUT_DIR=${OUT_DIR:-/tmp/cairn-bench}
 export BIG_MIB=${BIG_MIB:-512}
 STEPS=${STEPS:-init,full,unchanged,mutated,restore,check}
 ORDER=${ORDER:-cairn restic}
+REPS=${REPS:-1}
 RESTIC=${RESTIC:-/usr/bin/restic}
 KEEP=${KEEP:-0}
 PROFILE=${PROFILE:-0}
@@ -61,6 +68,12 @@ has_step() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 for s in ${STEPS//,/ }; do
   case $s in init | full | unchanged | mutated | restore | check) ;; *) die "unknown step $s" ;; esac
 done
+case $REPS in '' | *[!0-9]* | 0) die "REPS must be a positive integer, not '$REPS'" ;; esac
+
+# order_for REP: ORDER for odd repetitions, reversed for even ones (cancels first-runner bias)
+order_for() {
+  if [ $(($1 % 2)) -eq 1 ]; then echo "$ORDER"; else echo "$ORDER" | awk '{for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "\n")}'; fi
+}
 
 if [ ! -x "$TIME" ]; then
   log "/usr/bin/time missing; installing Debian package 'time'"
@@ -107,7 +120,7 @@ PW=$RUN/password
   echo "restic:  $("$RESTIC" version 2>&1 | head -1)"
   echo "go:      $(go version 2>/dev/null)"
   echo "corpus:  $CORPUS_DIR ($(du -sb "$CORPUS_DIR" | cut -f1) bytes, $(find "$CORPUS_DIR" -type f | wc -l) files, BIG_MIB=$BIG_MIB)"
-  echo "steps:   $STEPS (order: $ORDER; each step once, warm page cache, no cache drop)"
+  echo "steps:   $STEPS (order: $ORDER; unchanged/restore/check x$REPS (median), others once; warm page cache, no cache drop)"
   echo "run dir: $RUN"
 } | tee "$RUN/env.txt"
 
@@ -132,6 +145,8 @@ run_tool() {
   local load1 _rest
   read -r load1 _rest </proc/loadavg
   log "$step: $tool $* (load1 $load1)"
+  # write back what earlier commands left dirty, so that no tool pays for another's writes
+  sync
   "$TIME" -o "$tf" -f "%e %U %S %M" "$bin" -r "$repo" -p "$PW" --cache-dir "$(cache_of "$tool")" "$@" >"$lf" 2>&1
   rc=$?
   # /usr/bin/time prints "Command exited with non-zero status N" before the numbers.
@@ -159,11 +174,13 @@ warm() {
   find "$@" -type f -print0 2>/dev/null | xargs -0 -r cat >/dev/null 2>&1 || true
 }
 
-step_backup() { # $1 = step name
-  local t
-  for t in $ORDER; do
-    warm "$CORPUS_DIR" "$(repo_of "$t")"
-    run_tool "$1" "$t" "" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big"
+step_backup() { # $1 = step name, $2 = repetitions (default 1)
+  local t i
+  for ((i = 1; i <= ${2:-1}; i++)); do
+    for t in $(order_for "$i"); do
+      warm "$CORPUS_DIR" "$(repo_of "$t")"
+      run_tool "$1" "$t" "" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big"
+    done
   done
 }
 
@@ -176,9 +193,13 @@ restored_root() {
 step_restore() {
   log "computing source manifest"
   "$CORPUS_SH" sums "$CORPUS_DIR" >"$RUN/sums-source.txt" 2>"$RUN/logs/sums-source.err" || die "corpus.sh sums failed"
-  local t tgt root note
-  for t in $ORDER; do
-    tgt=$RUN/restore-$t
+  local t tgt root note i
+  for ((i = 1; i <= REPS; i++)); do
+  for t in $(order_for "$i"); do
+    # a fresh target per run, removed only after the last repetition: deleting 15,000 files
+    # makes ext4's inode allocator skip the recently freed inodes for minutes afterwards
+    # (recently_deleted() in perf), which would slow every later restore, whichever tool
+    tgt=$RUN/restore-$t-$i
     rm -rf "$tgt"
     mkdir -p "$tgt"
     warm "$(repo_of "$t")"
@@ -197,13 +218,15 @@ step_restore() {
     log "restore $t: $note"
     # attach the verification result to the last raw line (this tool's restore)
     awk -v n="$note" 'BEGIN{FS=OFS="\t"} {if (NR > 1) print prev; prev = $0} END{$0 = prev; $9 = ($9 == "") ? n : $9 "; " n; print}' "$RUN/raw.tsv" >"$RUN/raw.tmp" && mv "$RUN/raw.tmp" "$RUN/raw.tsv"
-    [ "$KEEP" = 1 ] || rm -rf "$tgt"
   done
+  done
+  [ "$KEEP" = 1 ] || rm -rf "$RUN"/restore-*
 }
 
 step_check() {
-  local t
-  for t in $ORDER; do
+  local t i
+  for ((i = 1; i <= REPS; i++)); do
+  for t in $(order_for "$i"); do
     if [ "$t" = cairn ] && ! "$CAIRN" check --help >/dev/null 2>&1; then
       log "cairn has no check command: skipping"
       record_skip check cairn "skipped: cairn has no check command"
@@ -211,6 +234,7 @@ step_check() {
     fi
     warm "$(repo_of "$t")"
     run_tool check "$t" "" check --read-data
+  done
   done
 }
 
@@ -221,7 +245,7 @@ if ! has_step init; then
   awk -F'\t' '$1!="init"' "$RUN/raw.tsv" >"$RUN/raw.tmp" && mv "$RUN/raw.tmp" "$RUN/raw.tsv"
 fi
 has_step full && step_backup full
-has_step unchanged && step_backup unchanged
+has_step unchanged && step_backup unchanged "$REPS"
 if has_step mutated; then
   log "mutating corpus"
   "$CORPUS_SH" mutate "$CORPUS_DIR" >"$RUN/logs/corpus-mutate.log" 2>&1 || die "corpus mutate failed"
@@ -243,13 +267,31 @@ function hb(x) { # human bytes
 }
 function cpu(u, s) { return (u == "") ? "" : sprintf("%.2f", u + s) }
 function rssm(k) { return (k == "") ? "" : sprintf("%.0f", k / 1024) }
+# median of the space-separated numbers in list (empty when none)
+function median(list,   v, m, i, j, x) {
+  m = split(list, v, " ")
+  if (m == 0) return ""
+  for (i = 2; i <= m; i++) { x = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+  return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+}
+function add(arr, k, x) { if (x != "") arr[k] = (arr[k] == "" ? "" : arr[k] " ") x }
 NR == 1 { next }
 {
   if (!($1 in seen)) { seen[$1] = 1; steps[++n] = $1 }
   k = $1 SUBSEP $2
-  rc[k] = $3; wall[k] = $4; c[k] = cpu($5, $6); rss[k] = $7; size[k] = $8; note[k] = $9; load[k] = $10
+  runs[k]++
+  if (rc[k] == "" || rc[k] == 0) rc[k] = $3
+  add(walls, k, $4); add(cpus, k, cpu($5, $6)); add(rsss, k, $7); size[k] = $8; load[k] = $10
+  if ($9 != "" && index(note[k], $9) == 0) note[k] = (note[k] == "" ? "" : note[k] "; ") $9
 }
 END {
+  for (k in runs) {
+    wall[k] = median(walls[k]); c[k] = median(cpus[k]); rss[k] = median(rsss[k])
+    if (c[k] != "") c[k] = sprintf("%.2f", c[k])
+    if (wall[k] != "") wall[k] = sprintf("%.2f", wall[k])
+    if (rss[k] != "") rss[k] = sprintf("%.0f", rss[k])
+    if (runs[k] > 1) { note[k] = (note[k] == "" ? "" : note[k] "; ") "median of n=" runs[k] " (wall " walls[k] ")" }
+  }
   tsv = ENVIRON["RUN"] "/results.tsv"; js = ENVIRON["RUN"] "/results.json"; tbl = ENVIRON["RUN"] "/table.txt"
   print "step\tcairn_rc\tcairn_wall_s\tcairn_cpu_s\tcairn_rss_kib\tcairn_repo_bytes\trestic_rc\trestic_wall_s\trestic_cpu_s\trestic_rss_kib\trestic_repo_bytes\tratio_wall\tratio_cpu\tratio_rss\tratio_repo\tcairn_note\trestic_note\tcairn_load1\trestic_load1" > tsv
   printf "{\n  \"env\": \"%s\",\n  \"steps\": [\n", ENVIRON["RUN"] "/env.txt" > js
