@@ -24,7 +24,10 @@
 #   BIG_MIB     size of each of the four big files when generating (default 512)
 #   STEPS       comma-separated subset of init,full,unchanged,mutated,restore,check
 #               (default: all). init always runs (it is only reported when listed).
-#   KEEP=1      keep repositories, restores, caches and a generated corpus
+#   RESTORE_FS  where restores go: fresh (a new ext4 file system on a loop device for every
+#               restore run; needs root, mkfs.ext4, losetup), dir (a new directory under $RUN),
+#               auto (default: fresh when possible, else dir). See step_restore.
+#   KEEP=1      keep repositories, restores (RESTORE_FS=dir), caches and a generated corpus
 #   ORDER       tool order within each step (default "cairn restic")
 #   REPS        repetitions of the steps that can be repeated without changing what the next
 #               step sees: unchanged, restore, check (default 1). Repetition i runs the tools in
@@ -52,6 +55,7 @@ export BIG_MIB=${BIG_MIB:-512}
 STEPS=${STEPS:-init,full,unchanged,mutated,restore,check}
 ORDER=${ORDER:-cairn restic}
 REPS=${REPS:-1}
+RESTORE_FS=${RESTORE_FS:-auto}
 RESTIC=${RESTIC:-/usr/bin/restic}
 KEEP=${KEEP:-0}
 PROFILE=${PROFILE:-0}
@@ -69,6 +73,17 @@ for s in ${STEPS//,/ }; do
   case $s in init | full | unchanged | mutated | restore | check) ;; *) die "unknown step $s" ;; esac
 done
 case $REPS in '' | *[!0-9]* | 0) die "REPS must be a positive integer, not '$REPS'" ;; esac
+case $RESTORE_FS in
+auto)
+  if [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null && command -v losetup >/dev/null && [ -e /dev/loop-control ]; then
+    RESTORE_FS=fresh
+  else
+    RESTORE_FS=dir
+  fi
+  ;;
+fresh | dir) ;;
+*) die "RESTORE_FS must be auto, fresh or dir, not '$RESTORE_FS'" ;;
+esac
 
 # order_for REP: ORDER for odd repetitions, reversed for even ones (cancels first-runner bias)
 order_for() {
@@ -120,7 +135,7 @@ PW=$RUN/password
   echo "restic:  $("$RESTIC" version 2>&1 | head -1)"
   echo "go:      $(go version 2>/dev/null)"
   echo "corpus:  $CORPUS_DIR ($(du -sb "$CORPUS_DIR" | cut -f1) bytes, $(find "$CORPUS_DIR" -type f | wc -l) files, BIG_MIB=$BIG_MIB)"
-  echo "steps:   $STEPS (order: $ORDER; unchanged/restore/check x$REPS (median), others once; warm page cache, no cache drop)"
+  echo "steps:   $STEPS (order: $ORDER; unchanged/restore/check x$REPS (median), others once; warm page cache, no cache drop; restore target: $RESTORE_FS)"
   echo "run dir: $RUN"
 } | tee "$RUN/env.txt"
 
@@ -190,18 +205,46 @@ restored_root() {
   if [ -d "$tgt$CORPUS_DIR/src" ]; then echo "$tgt$CORPUS_DIR"; elif [ -d "$tgt/src" ]; then echo "$tgt"; else return 1; fi
 }
 
+# Restore targets. RESTORE_FS=fresh: every restore run gets a new ext4 file system (image file
+# in $RUN on a loop device, inode tables initialised before the run), so both tools write into
+# identical, empty file systems. RESTORE_FS=dir: a new directory under $RUN per run, removed only
+# after the step: deleting 15,000 files makes ext4's inode allocator skip the recently freed
+# inodes for minutes afterwards (recently_deleted() in perf), which slows any later restore,
+# whichever tool runs it.
+FRESH_MNT= FRESH_LOOP= FRESH_IMG=
+fresh_fs_down() {
+  [ -n "$FRESH_MNT" ] && { umount "$FRESH_MNT" 2>/dev/null || umount -l "$FRESH_MNT" 2>/dev/null; }
+  [ -n "$FRESH_LOOP" ] && losetup -d "$FRESH_LOOP" 2>/dev/null
+  [ -n "$FRESH_IMG" ] && rm -f "$FRESH_IMG"
+  FRESH_MNT= FRESH_LOOP= FRESH_IMG=
+}
+trap fresh_fs_down EXIT
+# fresh_fs_up NAME: new file system mounted at $RUN/NAME (= $FRESH_MNT)
+fresh_fs_up() {
+  local img=$RUN/$1.img mnt=$RUN/$1 bytes
+  bytes=$(du -sb "$CORPUS_DIR" | cut -f1)
+  truncate -s $((bytes * 3 / 2 + (1 << 30))) "$img" || return 1
+  FRESH_IMG=$img
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$img" >"$RUN/logs/mkfs-$1.log" 2>&1 || return 1
+  FRESH_LOOP=$(losetup -f --show --direct-io=on "$img" 2>>"$RUN/logs/mkfs-$1.log") || FRESH_LOOP=$(losetup -f --show "$img") || return 1
+  mkdir -p "$mnt" && mount "$FRESH_LOOP" "$mnt" || return 1
+  FRESH_MNT=$mnt
+}
+
 step_restore() {
   log "computing source manifest"
   "$CORPUS_SH" sums "$CORPUS_DIR" >"$RUN/sums-source.txt" 2>"$RUN/logs/sums-source.err" || die "corpus.sh sums failed"
   local t tgt root note i
   for ((i = 1; i <= REPS; i++)); do
   for t in $(order_for "$i"); do
-    # a fresh target per run, removed only after the last repetition: deleting 15,000 files
-    # makes ext4's inode allocator skip the recently freed inodes for minutes afterwards
-    # (recently_deleted() in perf), which would slow every later restore, whichever tool
-    tgt=$RUN/restore-$t-$i
-    rm -rf "$tgt"
-    mkdir -p "$tgt"
+    if [ "$RESTORE_FS" = fresh ]; then
+      fresh_fs_up "restore-$t-$i" || die "cannot create a fresh file system (RESTORE_FS=fresh), see $RUN/logs/mkfs-restore-$t-$i.log"
+      tgt=$FRESH_MNT
+    else
+      tgt=$RUN/restore-$t-$i
+      rm -rf "$tgt"
+      mkdir -p "$tgt"
+    fi
     warm "$(repo_of "$t")"
     if run_tool restore "$t" "" restore latest --target "$tgt"; then :; fi
     note=
@@ -218,6 +261,10 @@ step_restore() {
     log "restore $t: $note"
     # attach the verification result to the last raw line (this tool's restore)
     awk -v n="$note" 'BEGIN{FS=OFS="\t"} {if (NR > 1) print prev; prev = $0} END{$0 = prev; $9 = ($9 == "") ? n : $9 "; " n; print}' "$RUN/raw.tsv" >"$RUN/raw.tmp" && mv "$RUN/raw.tmp" "$RUN/raw.tsv"
+    if [ "$RESTORE_FS" = fresh ]; then
+      fresh_fs_down
+      rmdir "$tgt" 2>/dev/null
+    fi
   done
   done
   [ "$KEEP" = 1 ] || rm -rf "$RUN"/restore-*
