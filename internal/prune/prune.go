@@ -490,40 +490,73 @@ func rewriteIndex(ctx context.Context, r *repo.Repository, l Locker, st *state, 
 		ids = append(ids, id)
 		written++
 	}
-	if err := verifyIndex(ctx, r, ids, st, drop, len(pending)); err != nil {
+	if err := verifyIndex(ctx, r, ids, st, drop, pending); err != nil {
 		return written, err
 	}
 	return written, nil
 }
 
 // verifyIndex reads the index files just written back from the backend and
-// checks that together they list every pack of st.contents except drop,
-// each with all its blobs, and the pending marks: the files they replace
-// are deleted next, so a lost or short write must stop prune here (H14,
-// H40).
-func verifyIndex(ctx context.Context, r *repo.Repository, ids core.IDs, st *state, drop core.IDSet, pending int) error {
-	got := map[core.ID]int{}
-	marks := 0
+// checks that together they list exactly the packs of st.contents except
+// drop, each with exactly its blob entries (type, ID, offset, lengths), and
+// exactly the pending marks: the files they replace are deleted next, so a
+// lost, short or garbled write must stop prune here (H14, H40).
+func verifyIndex(ctx context.Context, r *repo.Repository, ids core.IDs, st *state, drop core.IDSet, pending map[core.ID]index.Pending) error {
+	got := map[core.ID]map[pack.Blob]int{}
+	marks := map[core.ID]int{}
 	for _, id := range ids {
 		f, err := r.LoadIndexFile(ctx, id)
 		if err != nil {
 			return fmt.Errorf("read back new index: %w", err)
 		}
 		for _, p := range f.Packs {
-			got[p.ID] += len(p.Blobs)
+			m := got[p.ID]
+			if m == nil {
+				m = make(map[pack.Blob]int, len(p.Blobs))
+				got[p.ID] = m
+			}
+			for _, b := range p.Blobs {
+				m[b]++
+			}
 		}
-		marks += len(f.Pending)
+		for _, p := range f.Pending {
+			marks[p.Pack]++
+		}
 	}
+	want := 0
 	for id, blobs := range st.contents {
 		if drop.Has(id) {
 			continue
 		}
-		if got[id] != len(blobs) {
-			return fmt.Errorf("read back new index: pack %v has %d blob entries, want %d; keeping the old index files", id.Str(), got[id], len(blobs))
+		want++
+		m := got[id]
+		if m == nil {
+			return fmt.Errorf("read back new index: pack %v is missing; keeping the old index files", id.Str())
+		}
+		for _, b := range blobs {
+			if m[b] == 0 {
+				return fmt.Errorf("read back new index: pack %v lacks blob %v at offset %d; keeping the old index files", id.Str(), b.BlobHandle, b.Offset)
+			}
+			m[b]--
+		}
+		extra := 0
+		for _, c := range m {
+			extra += c
+		}
+		if extra != 0 {
+			return fmt.Errorf("read back new index: pack %v has %d unexpected blob entries; keeping the old index files", id.Str(), extra)
 		}
 	}
-	if marks != pending {
-		return fmt.Errorf("read back new index: %d pending marks, want %d; keeping the old index files", marks, pending)
+	if len(got) != want {
+		return fmt.Errorf("read back new index: %d packs listed, want %d; keeping the old index files", len(got), want)
+	}
+	if len(marks) != len(pending) {
+		return fmt.Errorf("read back new index: %d pending marks, want %d; keeping the old index files", len(marks), len(pending))
+	}
+	for id, c := range marks {
+		if _, ok := pending[id]; !ok || c != 1 {
+			return fmt.Errorf("read back new index: pending mark for pack %v not as written; keeping the old index files", id.Str())
+		}
 	}
 	return nil
 }
