@@ -30,7 +30,8 @@
 #   KEEP=1      keep repositories, restores (RESTORE_FS=dir), caches and a generated corpus
 #   ORDER       tool order within each step (default "cairn restic")
 #   REPS        repetitions of the steps that can be repeated without changing what the next
-#               step sees: unchanged, restore, check (default 1). Repetition i runs the tools in
+#               step sees: full (extra runs into throw-away repositories), unchanged, restore,
+#               check (default 1). Repetition i runs the tools in
 #               ORDER when i is odd and in reverse when it is even; the table shows the median
 #               of each figure over the repetitions (n=REPS in the notes), raw.tsv every run.
 #   CAIRN       cairn binary (default: built from this tree into $RUN/cairn)
@@ -42,9 +43,9 @@
 # Caches cannot be dropped reliably here, so they are filled instead: before each tool's
 # command the corpus and that tool's repository are read once (`warm`), and both tools start
 # every step from a warm page cache, after a `sync` (no tool pays for writing back another's
-# dirty pages). init, full and mutated run once per tool; unchanged, restore and check run
-# REPS times (median reported). Restores go to fresh directories that are removed only after
-# the step (see step_restore).
+# dirty pages). init and mutated run once per tool; full, unchanged, restore and check run
+# REPS times (median reported). Restores go to fresh file systems or directories (see
+# step_restore).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -135,7 +136,7 @@ PW=$RUN/password
   echo "restic:  $("$RESTIC" version 2>&1 | head -1)"
   echo "go:      $(go version 2>/dev/null)"
   echo "corpus:  $CORPUS_DIR ($(du -sb "$CORPUS_DIR" | cut -f1) bytes, $(find "$CORPUS_DIR" -type f | wc -l) files, BIG_MIB=$BIG_MIB)"
-  echo "steps:   $STEPS (order: $ORDER; unchanged/restore/check x$REPS (median), others once; warm page cache, no cache drop; restore target: $RESTORE_FS)"
+  echo "steps:   $STEPS (order: $ORDER; full/unchanged/restore/check x$REPS (median), init/mutated once; warm page cache, no cache drop; restore target: $RESTORE_FS)"
   echo "run dir: $RUN"
 } | tee "$RUN/env.txt"
 
@@ -144,8 +145,11 @@ PW=$RUN/password
 # step tool rc wall user sys rss_kib repo_bytes note load1 (1-minute load average just before the command)
 printf 'step\ttool\trc\twall_s\tuser_s\tsys_s\trss_kib\trepo_bytes\tnote\tload1\n' >"$RUN/raw.tsv"
 
-repo_of() { echo "$RUN/repo-$1"; }
-cache_of() { echo "$RUN/cache-$1"; }
+# REPO_SUFFIX is empty for the repositories the steps build on, and names a throw-away
+# repository for the extra repetitions of the full backup
+REPO_SUFFIX=
+repo_of() { echo "$RUN/repo-$1$REPO_SUFFIX"; }
+cache_of() { echo "$RUN/cache-$1$REPO_SUFFIX"; }
 bin_of() { if [ "$1" = cairn ]; then echo "$CAIRN"; else echo "$RESTIC"; fi; }
 
 # run_tool STEP TOOL NOTE ARGS... : runs BIN -r REPO -p PW --cache-dir CACHE ARGS under /usr/bin/time
@@ -195,6 +199,27 @@ step_backup() { # $1 = step name, $2 = repetitions (default 1)
     for t in $(order_for "$i"); do
       warm "$CORPUS_DIR" "$(repo_of "$t")"
       run_tool "$1" "$t" "" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big"
+    done
+  done
+}
+
+# step_full: the first backup, REPS times; every repetition but the last goes into a
+# throw-away repository (initialised outside the measurement), the last into the real one
+step_full() {
+  local t i
+  for ((i = 1; i <= REPS; i++)); do
+    for t in $(order_for "$i"); do
+      if [ "$i" -lt "$REPS" ]; then
+        REPO_SUFFIX=-full$i
+        "$(bin_of "$t")" -r "$(repo_of "$t")" -p "$PW" --cache-dir "$(cache_of "$t")" init >"$RUN/logs/$t-init-full$i.log" 2>&1 ||
+          die "$t init of a throw-away repository failed, see $RUN/logs/$t-init-full$i.log"
+      fi
+      warm "$CORPUS_DIR" "$(repo_of "$t")"
+      run_tool full "$t" "" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big"
+      if [ "$i" -lt "$REPS" ]; then
+        [ "$KEEP" = 1 ] || rm -rf "$(repo_of "$t")" "$(cache_of "$t")"
+        REPO_SUFFIX=
+      fi
     done
   done
 }
@@ -291,7 +316,7 @@ step_init
 if ! has_step init; then
   awk -F'\t' '$1!="init"' "$RUN/raw.tsv" >"$RUN/raw.tmp" && mv "$RUN/raw.tmp" "$RUN/raw.tsv"
 fi
-has_step full && step_backup full
+has_step full && step_full
 has_step unchanged && step_backup unchanged "$REPS"
 if has_step mutated; then
   log "mutating corpus"
