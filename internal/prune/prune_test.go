@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/failpoint"
+	"github.com/cairn-backup/cairn/internal/repo/index"
 	"github.com/cairn-backup/cairn/internal/repo/pack"
 )
 
@@ -581,63 +582,81 @@ func TestPendingPackMissingButNeeded(t *testing.T) {
 	}
 }
 
-// TestSplitPackEntry pins H40: a pack whose blobs are split over two
-// index files (restic#5212) is never rewritten with half of its entries:
-// mark and exclusive refuse (the index-computed size disagrees with data/)
-// and every used blob stays indexed.
+// TestSplitPackEntry pins H40: a pack whose blobs are split over two index
+// files (restic#5212) is loaded with every blob (the master index merges the
+// listings), so mark, the sweep and --exclusive see the whole pack: they
+// rewrite it as one entry with every blob, delete no pack, and the
+// repository checks clean and every snapshot reads back.
 func TestSplitPackEntry(t *testing.T) {
-	s := newScenario(t)
-	ctx := context.Background()
-	r := s.open()
-	blobs := r.Index().PackContents()[s.pA]
-	if len(blobs) != 2 {
-		t.Fatalf("pA has %d blobs", len(blobs))
-	}
-	// replace pA's index entry by two half entries in two files
-	for id := range s.files(core.IndexFile) {
-		f, err := r.LoadIndexFile(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(f.Packs) != 1 || f.Packs[0].ID != s.pA {
-			continue
-		}
-		for _, half := range [][]pack.Blob{blobs[:1], blobs[1:]} {
-			f.Packs[0].Blobs = half
-			if _, err := r.SaveIndexFile(ctx, f); err != nil {
-				t.Fatal(err)
+	for _, phase := range []string{"mark+sweep", "exclusive"} {
+		t.Run(phase, func(t *testing.T) {
+			s := newScenario(t)
+			ctx := context.Background()
+			r := s.open()
+			blobs := r.Index().PackContents()[s.pA]
+			if len(blobs) != 2 {
+				t.Fatalf("pA has %d blobs", len(blobs))
 			}
-		}
-		if err := s.be.Remove(ctx, handle(core.IndexFile, id)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	idx := s.files(core.IndexFile)
-	if _, err := Mark(ctx, s.open(), nil, repackAll, t0); err == nil {
-		t.Error("mark ran on a split pack entry")
-	}
-	if _, err := Exclusive(ctx, s.open(), nil, repackAll); err == nil {
-		t.Error("exclusive ran on a split pack entry")
-	}
-	// nothing is pending: the sweep refuses or does nothing
-	_, _ = Sweep(ctx, s.open(), nil, 0, t0, false)
-	if !sameSet(idx, s.files(core.IndexFile)) {
-		t.Fatal("the index files changed")
-	}
-	listed := core.NewBlobSet()
-	for _, f := range s.indexFiles(idx) {
-		for _, p := range f.Packs {
-			if p.ID == s.pA {
-				for _, b := range p.Blobs {
-					listed.Insert(b.BlobHandle)
+			// replace pA's index entry by two half entries in two files
+			for id := range s.files(core.IndexFile) {
+				f, err := r.LoadIndexFile(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(f.Packs) != 1 || f.Packs[0].ID != s.pA {
+					continue
+				}
+				for _, half := range [][]pack.Blob{blobs[:1], blobs[1:]} {
+					f.Packs[0].Blobs = half
+					if _, err := r.SaveIndexFile(ctx, f); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := s.be.Remove(ctx, handle(core.IndexFile, id)); err != nil {
+					t.Fatal(err)
 				}
 			}
-		}
-	}
-	for _, b := range blobs {
-		if !listed.Has(b.BlobHandle) {
-			t.Errorf("blob %v of the split pack lost its index entry", b.BlobHandle)
-		}
+			// loading finds both halves (restic does too)
+			for _, b := range blobs {
+				if _, ok := s.open().Index().Lookup(b.BlobHandle); !ok {
+					t.Fatalf("blob %v of the split pack not found after load", b.BlobHandle)
+				}
+			}
+			if phase == "exclusive" {
+				if _, err := Exclusive(ctx, s.open(), nil, repackAll); err != nil {
+					t.Fatalf("exclusive on a split pack entry: %v", err)
+				}
+			} else {
+				s.mark(t0)
+				s.sweep(0, t0)
+			}
+			if !s.files(core.PackFile).Has(s.pA) {
+				t.Fatal("the fully used split pack was deleted")
+			}
+			got := indexedPacks(s.indexFiles(s.files(core.IndexFile)))[s.pA]
+			want := append([]pack.Blob(nil), blobs...)
+			index.SortBlobs(want)
+			if len(got) != len(want) {
+				t.Fatalf("pA rewritten with %d blob entries, want %d (one merged entry)", len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("pA entry %d: %+v, want %+v", i, got[i], want[i])
+				}
+			}
+			n := 0
+			for _, f := range s.indexFiles(s.files(core.IndexFile)) {
+				for _, p := range f.Packs {
+					if p.ID == s.pA {
+						n++
+					}
+				}
+			}
+			if n != 1 {
+				t.Fatalf("pA listed %d times after the rewrite, want once", n)
+			}
+			s.checkRepo()
+		})
 	}
 }
 

@@ -37,8 +37,8 @@ type MasterIndex struct {
 	files map[core.ID][]uint32
 	// pending holds packs marked for deletion by a cairn prune.
 	pending map[core.ID]Pending
-	// packBlobCount counts blob entries per pack (by number), to answer
-	// "is this pack indexed" and for prune.
+	// packBlobCount counts distinct blob entries per pack (by number), to
+	// answer "is this pack indexed" and for prune.
 	packBlobCount []uint32
 }
 
@@ -78,22 +78,34 @@ func (m *MasterIndex) addPackLocked(fileID core.ID, packID core.ID, blobs []pack
 	if !fileID.IsNull() {
 		m.files[fileID] = append(m.files[fileID], n)
 	}
-	if m.packBlobCount[n] > 0 {
-		// the same pack listed again (e.g. in two index files): its
-		// blobs are already known; do not count duplicates twice.
-		return
-	}
+	// A pack listed again (in two index files, or split over two entries as
+	// in restic#5212, H40) merges: entries already known are skipped, the
+	// others are added, so every blob of every listing can be found, as
+	// restic finds them.
 	for _, b := range blobs {
 		e := entry{pack: n, offset: b.Offset, length: b.Length, ulen: b.UncompressedLength}
-		if old, ok := m.blobs[b.BlobHandle]; ok {
-			if old != e {
-				m.dups[b.BlobHandle] = append(m.dups[b.BlobHandle], e)
-			}
-		} else {
+		old, ok := m.blobs[b.BlobHandle]
+		switch {
+		case !ok:
 			m.blobs[b.BlobHandle] = e
+		case old == e:
+			continue
+		case containsEntry(m.dups[b.BlobHandle], e):
+			continue
+		default:
+			m.dups[b.BlobHandle] = append(m.dups[b.BlobHandle], e)
 		}
 		m.packBlobCount[n]++
 	}
+}
+
+func containsEntry(es []entry, e entry) bool {
+	for _, x := range es {
+		if x == e {
+			return true
+		}
+	}
+	return false
 }
 
 // AddFile merges a decoded index file.
