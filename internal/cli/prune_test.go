@@ -157,14 +157,16 @@ func TestTwoPhasePruneRecoversReusedPack(t *testing.T) {
 	}
 }
 
-// TestPruneCrashPoints kills prune at seeded failpoints; afterwards the
+// TestPruneCrashPoints kills prune at every failpoint of the prune path (then
+// at seeded ones, with seeded hit counts and phases); afterwards the
 // repository is consistent for cairn and restic, every snapshot restores,
 // and a second prune completes the job.
 func TestPruneCrashPoints(t *testing.T) {
 	cairnEnv(t)
 	points := []string{
-		"prune.after-repack", "prune.after-new-index", "prune.index-delete", "prune.before-pack-delete",
-		"prune.pack-delete", "backup.after-pack-upload", "backup.before-pack-upload", "backup.after-index-upload",
+		"prune.after-repack", "prune.index-write", "prune.after-new-index", "prune.before-index-delete",
+		"prune.index-delete", "prune.before-orphan-delete", "prune.before-pack-delete", "prune.pack-delete",
+		"backup.after-pack-upload", "backup.before-pack-upload", "backup.after-index-upload",
 	}
 	n := 20
 	if os.Getenv("CAIRN_STRESS_LONG") != "" {
@@ -183,7 +185,10 @@ func TestPruneCrashPoints(t *testing.T) {
 	for i := 0; i < n; i++ {
 		point := points[rnd.IntN(len(points))]
 		hit := 1 + rnd.IntN(3)
-		exclusive := rnd.IntN(2) == 0
+		if i < len(points) { // every point at its first hit, then seeded picks
+			point, hit = points[i], 1
+		}
+		exclusive := rnd.IntN(2) == 0 || point == "prune.before-orphan-delete" // that one fires only there
 		name := fmt.Sprintf("%02d-%s@%d-excl=%v", i, point, hit, exclusive)
 		t.Run(name, func(t *testing.T) {
 			repoDir := filepath.Join(tmp, fmt.Sprintf("r%02d", i))
