@@ -250,7 +250,7 @@ type Lock struct {
 	mu          sync.Mutex // guards info, id, lastRefresh, lost, released
 	info        LockInfo
 	id          core.ID
-	lastRefresh time.Duration // bootTime() of the last successful write
+	lastRefresh time.Duration // bootTime() just before the last successful write began
 	lost        error
 	released    bool
 
@@ -338,6 +338,10 @@ func (r *Repository) tryLock(ctx context.Context, exclusive bool, op string, tim
 	if c := conflicts(exclusive, locks, nil); len(c) > 0 {
 		return nil, nil, &LockError{Conflicts: c}
 	}
+	// the commit window counts from before the write: others judge the
+	// lock's age by its embedded time (or the file's mtime), both set no
+	// earlier than this, however long the write itself takes
+	written := bootTime()
 	li := newLockInfo(exclusive, op, timing.Now())
 	id, err := r.SaveJSONUnpacked(ctx, core.LockFile, li)
 	if err != nil {
@@ -370,7 +374,7 @@ func (r *Repository) tryLock(ctx context.Context, exclusive bool, op string, tim
 		return nil, nil, fmt.Errorf("write lock: %w", err)
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
-	l := &Lock{r: r, timing: timing, info: li, id: id, lastRefresh: bootTime(),
+	l := &Lock{r: r, timing: timing, info: li, id: id, lastRefresh: written,
 		cancel: func() { cancel(ErrLockLost) }, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.refresher()
 	return l, lctx, nil
@@ -478,6 +482,7 @@ func (l *Lock) refresh(ctx context.Context) error {
 		}
 		return err
 	}
+	written := bootTime() // before the write, as in tryLock
 	li.Time = l.timing.Now()
 	id, err := l.r.SaveJSONUnpacked(ctx, core.LockFile, li)
 	if err != nil {
@@ -500,7 +505,7 @@ func (l *Lock) refresh(ctx context.Context) error {
 		}
 		return err
 	}
-	l.id, l.info, l.lastRefresh = id, li, bootTime()
+	l.id, l.info, l.lastRefresh = id, li, written
 	l.mu.Unlock()
 	return l.r.removeLock(ctx, old)
 }
