@@ -569,66 +569,21 @@ func (l *Lock) Unlock(ctx context.Context) error {
 	return l.r.removeLock(ctx, id)
 }
 
-// RemoveLocks removes stale locks (all locks if all is set) and returns
-// the removed IDs. Lock files that cannot be read count as stale only with
-// all.
-func (r *Repository) RemoveLocks(ctx context.Context, all bool) ([]core.ID, error) {
-	locks, err := r.ListLocks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	timing := DefaultLockTiming()
-	now := timing.Now()
-	var removed []core.ID
-	for _, l := range locks {
-		// A lock seen for the first time now has no local age; only
-		// `unlock --remove-all` or a dead same-host process removes it at
-		// once. Locks older than the staleness bound by their own clock and
-		// by file age (known since listing) are removed.
-		stale := all
-		if !stale && l.Err == nil {
-			stale = l.Info.Stale(now, r.lockAge(ctx, l.ID, timing), timing.StaleAfter)
-		}
-		if stale {
-			if err := r.removeLock(ctx, l.ID); err != nil {
-				return removed, fmt.Errorf("remove lock %v: %w", l.ID.Str(), err)
-			}
-			removed = append(removed, l.ID)
-		}
-	}
-	// empty lock files are garbage in any case (collected first: removing
-	// inside the List callback would need a second backend slot)
-	var empty []core.ID
-	_ = r.List(ctx, core.LockFile, func(id core.ID, size int64) error {
-		if size == 0 {
-			empty = append(empty, id)
-		}
-		return nil
-	})
-	for _, id := range empty {
-		if err := r.removeLock(ctx, id); err == nil {
-			removed = append(removed, id)
-		}
-	}
-	return removed, nil
-}
-
-// lockAge estimates how long a lock file has existed using the backend's
-// own notion of time when available, else the embedded time (restic's rule).
-func (r *Repository) lockAge(ctx context.Context, id core.ID, timing LockTiming) time.Duration {
+// fileAge is how long a lock file has existed by the backend's own file
+// time, for backends that report one (a local disk); ok is false otherwise.
+func (r *Repository) fileAge(ctx context.Context, id core.ID) (age time.Duration, ok bool) {
 	type modTimer interface {
 		ModTime(ctx context.Context, h backend.Handle) (time.Time, error)
 	}
-	if mt, ok := r.be.(modTimer); ok {
-		if t, err := mt.ModTime(ctx, backend.Handle{Type: core.LockFile, Name: id.String()}); err == nil {
-			return time.Since(t)
-		}
+	mt, ok := r.be.(modTimer)
+	if !ok {
+		return 0, false
 	}
-	li, err := r.LoadLock(ctx, id)
+	t, err := mt.ModTime(ctx, backend.Handle{Type: core.LockFile, Name: id.String()})
 	if err != nil {
-		return 0
+		return 0, false
 	}
-	return timing.Now().Sub(li.Time)
+	return max(time.Since(t), 0), true
 }
 
 // ParseDurationEnv is a helper for tests and commands.
