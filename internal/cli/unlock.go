@@ -37,7 +37,9 @@ unlock remembers its sightings in the repository's cache directory; a lock
 that is old by its time stamp but not yet seen long enough is reported with
 the time left. Run unlock again later, or use --wait to keep watching.
 
---remove-all removes every lock: only use it when no other process runs.`,
+Empty lock files (an upload under way or cut short) are removed by the same
+age rule. --remove-all removes every lock: only use it when no other process
+runs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runUnlock(cmd.Context(), g, all, wait)

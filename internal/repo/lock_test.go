@@ -3,6 +3,8 @@ package repo
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -122,6 +124,11 @@ func TestStaleRules(t *testing.T) {
 	}
 }
 
+// TestEmptyLockIgnoredAndRemoved (F9): an empty lock file does not block
+// locking (restic ignores them too), and unlock removes it only once it is
+// older than the staleness bound — by this host's sightings where the
+// backend has no file times, by its modification time where it has — since
+// it may be a lock whose upload is still under way.
 func TestEmptyLockIgnoredAndRemoved(t *testing.T) {
 	ctx := context.Background()
 	r, be := newTestRepo(t, 2, Options{})
@@ -132,9 +139,39 @@ func TestEmptyLockIgnoredAndRemoved(t *testing.T) {
 		t.Fatalf("empty lock file blocked: %v", err)
 	}
 	l.Unlock(ctx)
-	removed, err := r.RemoveLocks(ctx, false)
-	if err != nil || len(removed) != 1 {
-		t.Fatalf("removed %v %v", removed, err)
+	path := filepath.Join(t.TempDir(), "lock-sightings.json")
+	sights := FileSightings{Path: path}
+	res, err := r.RemoveStaleLocks(ctx, RemoveLocksOptions{Sightings: sights})
+	if err != nil || len(res.Removed) != 0 {
+		t.Fatalf("empty lock seen for the first time removed: %+v %v", res, err)
+	}
+	stale := DefaultLockTiming().StaleAfter
+	writeSightings(t, path, map[core.ID]sighting{empty: {Wall: time.Now().Add(-2 * stale)}})
+	res, err = r.RemoveStaleLocks(ctx, RemoveLocksOptions{Sightings: sights})
+	if err != nil || len(res.Removed) != 1 || res.Removed[0] != empty {
+		t.Fatalf("empty lock seen for longer than the bound: %+v %v", res, err)
+	}
+
+	// local backend: the file's modification time decides
+	ldir := t.TempDir()
+	lbe, err := local.Create(ctx, ldir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, err := Init(ctx, lbe, "pw", 2, testParams, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbe.Save(ctx, backend.Handle{Type: core.LockFile, Name: empty.String()}, backend.NewByteReader(nil))
+	if ids, err := lr.RemoveLocks(ctx, false); err != nil || len(ids) != 0 {
+		t.Fatalf("new empty lock file removed: %v %v", ids, err)
+	}
+	old := time.Now().Add(-2 * stale)
+	if err := os.Chtimes(filepath.Join(ldir, "locks", empty.String()), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := lr.RemoveLocks(ctx, false); err != nil || len(ids) != 1 {
+		t.Fatalf("old empty lock file kept: %v %v", ids, err)
 	}
 }
 

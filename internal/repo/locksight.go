@@ -198,21 +198,34 @@ type RemoveLocksResult struct {
 // by its own time stamp and by its file's age — the backend's file time
 // where it has one, else how long this host has seen it (opts.Sightings).
 // Lock files that cannot be read are removed only with opts.All; empty lock
-// files always.
+// files by their age alone (file time or sightings).
 func (r *Repository) RemoveStaleLocks(ctx context.Context, opts RemoveLocksOptions) (RemoveLocksResult, error) {
 	var res RemoveLocksResult
 	locks, err := r.ListLocks(ctx)
 	if err != nil {
 		return res, err
 	}
+	// empty lock files are ignored by lock acquisition (as restic does);
+	// collected here, outside the List callback (removing inside it would
+	// need a second backend slot)
+	var empty core.IDs
+	if err := r.List(ctx, core.LockFile, func(id core.ID, size int64) error {
+		if size == 0 {
+			empty = append(empty, id)
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("list locks: %w", err)
+	}
 	timing := DefaultLockTiming()
 	now := timing.Now()
 	var seen map[core.ID]time.Duration
 	if !opts.All {
-		ids := make(core.IDs, 0, len(locks))
+		ids := make(core.IDs, 0, len(locks)+len(empty))
 		for _, l := range locks {
 			ids = append(ids, l.ID)
 		}
+		ids = append(ids, empty...)
 		sights := opts.Sightings
 		if sights == nil {
 			sights = &MemorySightings{}
@@ -241,16 +254,20 @@ func (r *Repository) RemoveStaleLocks(ctx context.Context, opts RemoveLocksOptio
 			res.Removed = append(res.Removed, l.ID)
 		}
 	}
-	// empty lock files are garbage in any case (collected first: removing
-	// inside the List callback would need a second backend slot)
-	var empty []core.ID
-	_ = r.List(ctx, core.LockFile, func(id core.ID, size int64) error {
-		if size == 0 {
-			empty = append(empty, id)
-		}
-		return nil
-	})
+	// An empty lock file may be a lock whose upload is still under way (a
+	// store that creates the file before writing it) or was cut short: it
+	// is removed like any other lock, once it has existed (file time) or
+	// been seen (sightings) for longer than the staleness bound (F9).
 	for _, id := range empty {
+		if !opts.All {
+			age, ok := r.fileAge(ctx, id)
+			if !ok {
+				age = seen[id]
+			}
+			if age <= timing.StaleAfter {
+				continue
+			}
+		}
 		if err := r.removeLock(ctx, id); err == nil {
 			res.Removed = append(res.Removed, id)
 		}
