@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -247,13 +248,16 @@ func (c *Checker) LoadIndex(ctx context.Context) error {
 	ids = kept
 
 	m := index.NewMaster()
-	// per pack: the index files listing it and the first blob list seen
+	// per pack: the index files listing it, the first blob list seen, and
+	// every blob entry any listing gave
 	type seen struct {
 		files []core.ID
 		blobs []pack.Blob
+		union map[core.BlobHandle][]pack.Blob
 	}
 	packs := make(map[core.ID]*seen)
-	incomplete := core.NewIDSet()
+	incomplete := core.NewIDSet() // packs reported as split (a hint)
+	conflict := core.NewIDSet()   // packs reported as conflicting (an error)
 	for i, f := range files {
 		m.AddFile(ids[i], f)
 		for _, pe := range f.Packs {
@@ -261,14 +265,41 @@ func (c *Checker) LoadIndex(ctx context.Context) error {
 			index.SortBlobs(bl)
 			s, ok := packs[pe.ID]
 			if !ok {
-				packs[pe.ID] = &seen{files: []core.ID{ids[i]}, blobs: bl}
+				s = &seen{files: []core.ID{ids[i]}, blobs: bl, union: make(map[core.BlobHandle][]pack.Blob, len(bl))}
+				packs[pe.ID] = s
+				for _, b := range bl {
+					s.union[b.BlobHandle] = append(s.union[b.BlobHandle], b)
+				}
 				continue
 			}
 			s.files = append(s.files, ids[i])
-			if !sameBlobs(s.blobs, bl) && !incomplete.Has(pe.ID) {
-				incomplete.Insert(pe.ID)
+			if sameBlobs(s.blobs, bl) {
+				continue
+			}
+			// Listings that only split the pack's blobs between them
+			// (restic#5212) lose nothing: the index merges them (a hint).
+			// Listings that place one blob differently cannot both be right
+			// (an error; repair index re-reads the pack header).
+			clash := false
+			for _, b := range bl {
+				known := s.union[b.BlobHandle]
+				if len(known) > 0 && !slices.Contains(known, b) {
+					clash = true
+				}
+				if !slices.Contains(known, b) {
+					s.union[b.BlobHandle] = append(known, b)
+				}
+			}
+			switch {
+			case clash && !conflict.Has(pe.ID):
+				conflict.Insert(pe.ID)
 				c.report(Problem{Severity: SeverityError, Kind: KindIncompletePack, Pack: pe.ID, Index: ids[i],
-					Message: fmt.Sprintf("pack %v: blob lists differ between index files %v and %v (incomplete pack entry)",
+					Message: fmt.Sprintf("pack %v: index file %v places a blob differently from an earlier listing in %v (conflicting pack entries)",
+						pe.ID, ids[i].Str(), s.files[0].Str())})
+			case !clash && !incomplete.Has(pe.ID) && !conflict.Has(pe.ID):
+				incomplete.Insert(pe.ID)
+				c.report(Problem{Severity: SeverityHint, Kind: KindIncompletePack, Pack: pe.ID, Index: ids[i],
+					Message: fmt.Sprintf("pack %v: its blobs are split between index files %v and %v (incomplete pack entries; read together, nothing is missing)",
 						pe.ID, s.files[0].Str(), ids[i].Str())})
 			}
 		}

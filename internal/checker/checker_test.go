@@ -527,13 +527,36 @@ func TestIndexPackListings(t *testing.T) {
 		t.Fatalf("duplicate pack entry not hinted:\n%s", res)
 	}
 
-	// a third listing with a blob missing: incomplete pack entry, an error
+	// a third listing with a blob missing: the listings split the pack's
+	// blobs, nothing is lost (the index merges them): a hint
+	if len(dataBlobs) < 2 {
+		t.Fatalf("fixture data pack has %d blobs, need 2", len(dataBlobs))
+	}
 	if _, err := r.SaveIndexFile(ctx, &index.File{Packs: []index.PackEntry{{ID: f.dataPack, Blobs: dataBlobs[1:]}}}); err != nil {
 		t.Fatal(err)
 	}
+	res = runCheck(t, f.open(t), true)
+	if p, ok := res.find(KindIncompletePack); !ok || p.Pack != f.dataPack || p.IsError() {
+		t.Fatalf("split pack entry not hinted:\n%s", res)
+	}
+	if len(res.errors()) != 0 {
+		t.Fatalf("split pack entry is an error:\n%s", res)
+	}
+
+	// a fourth listing placing a blob at another offset: conflicting
+	// entries, an error
+	moved := append([]pack.Blob(nil), dataBlobs[:1]...)
+	moved[0].Offset += 7
+	if _, err := r.SaveIndexFile(ctx, &index.File{Packs: []index.PackEntry{{ID: f.dataPack, Blobs: moved}}}); err != nil {
+		t.Fatal(err)
+	}
 	res = runCheck(t, f.open(t), false)
-	if p, ok := res.find(KindIncompletePack); !ok || p.Pack != f.dataPack || !p.IsError() {
-		t.Fatalf("incomplete pack entry not reported:\n%s", res)
+	conflict := false
+	for _, p := range res.errors() {
+		conflict = conflict || (p.Kind == KindIncompletePack && p.Pack == f.dataPack && strings.Contains(p.Message, "conflicting"))
+	}
+	if !conflict {
+		t.Fatalf("conflicting pack entry not reported as an error:\n%s", res)
 	}
 }
 
