@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/failpoint"
 	"github.com/cairn-backup/cairn/internal/fsnode"
 	"github.com/cairn-backup/cairn/internal/repo/index"
 )
@@ -239,6 +240,9 @@ func (p *packReader) skip(n int64) error {
 
 // restorePack downloads the needed range of one pack and writes its blobs.
 func (rs *restorer) restorePack(ctx context.Context, job packJob) error {
+	if err := failpoint.Inject("restore.pack"); err != nil {
+		return fmt.Errorf("restore pack %v: %w", job.pack.Str(), err)
+	}
 	start := int64(job.blobs[0].Offset)
 	last := job.blobs[len(job.blobs)-1]
 	end := int64(last.Offset) + int64(last.Length)
