@@ -184,6 +184,10 @@ func (s *blobSaver) forget(h core.BlobHandle) {
 	s.mu.Unlock()
 }
 
+// testHookCompressed, when set (tests only), sees every compressed blob
+// before its verification, to stand in for a faulty compressor or memory.
+var testHookCompressed func(compressed []byte)
+
 // sealBlob compresses (v2) and encrypts buf into a pooled buffer.
 func (r *Repository) sealBlob(t core.BlobType, buf []byte, id core.ID) ([]byte, uint32, error) {
 	if r.cfg.Version >= 2 && (t == core.TreeBlob || r.opts.Compression != CompressionOff) && len(buf) > 0 {
@@ -195,6 +199,9 @@ func (r *Repository) sealBlob(t core.BlobType, buf []byte, id core.ID) ([]byte, 
 		// buffer per blob
 		out := getBuf(len(buf) + crypto.Extension)
 		c := zstdEncoder(comp).EncodeAll(buf, out[:crypto.IVSize])
+		if testHookCompressed != nil {
+			testHookCompressed(c[crypto.IVSize:])
+		}
 		if clen := len(c) - crypto.IVSize; clen < len(buf) && cap(c) >= len(c)+16 {
 			if !r.opts.NoExtraVerify {
 				// Decompress and hash again before anything leaves memory:
