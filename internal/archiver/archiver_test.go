@@ -103,18 +103,27 @@ func checkTree(t *testing.T, ctx context.Context, r *repo.Repository, root core.
 	id := root
 	// descend through the absolute path
 	for _, c := range splitPath(dir) {
-		buf, err := r.LoadBlob(ctx, core.TreeBlob, id, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, _ := tree.DecodeTree(buf)
-		n := tr.Find(c)
+		n := loadTree(t, ctx, r, id).Find(c)
 		if n == nil {
 			t.Fatalf("%s not in tree", c)
 		}
 		id = *n.Subtree
 	}
 	compareDir(t, ctx, r, id, dir)
+}
+
+// loadTree loads and decodes tree id, failing the test on any error.
+func loadTree(t *testing.T, ctx context.Context, r *repo.Repository, id core.ID) *tree.Tree {
+	t.Helper()
+	buf, err := r.LoadBlob(ctx, core.TreeBlob, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := tree.DecodeTree(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
 
 func splitPath(p string) []string {
@@ -127,14 +136,7 @@ func splitPath(p string) []string {
 }
 
 func compareDir(t *testing.T, ctx context.Context, r *repo.Repository, id core.ID, dir string) {
-	buf, err := r.LoadBlob(ctx, core.TreeBlob, id, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := tree.DecodeTree(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := loadTree(t, ctx, r, id)
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != len(tr.Nodes) {
 		t.Fatalf("%s: %d entries, tree has %d", dir, len(entries), len(tr.Nodes))

@@ -16,7 +16,6 @@ import (
 	"github.com/cairn-backup/cairn/internal/repo"
 	"github.com/cairn-backup/cairn/internal/repo/crypto"
 	"github.com/cairn-backup/cairn/internal/snapshot"
-	"github.com/cairn-backup/cairn/internal/tree"
 )
 
 // saveEvent is one successful Save: start is the sequence number taken when
@@ -97,14 +96,7 @@ func snapshotBlobs(t *testing.T, ctx context.Context, r *repo.Repository, root c
 		if !add(core.BlobHandle{ID: id, Type: core.TreeBlob}) {
 			return
 		}
-		buf, err := r.LoadBlob(ctx, core.TreeBlob, id, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := tree.DecodeTree(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := loadTree(t, ctx, r, id)
 		for _, n := range tr.Nodes {
 			if n.Subtree != nil {
 				walk(*n.Subtree)

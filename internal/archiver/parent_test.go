@@ -19,14 +19,7 @@ func fileContent(t *testing.T, ctx context.Context, r *repo.Repository, root cor
 	t.Helper()
 	id := root
 	for _, c := range append(splitPath(dir), name) {
-		buf, err := r.LoadBlob(ctx, core.TreeBlob, id, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := tree.DecodeTree(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := loadTree(t, ctx, r, id)
 		n := tr.Find(c)
 		if n == nil {
 			t.Fatalf("%s not in the tree", c)
