@@ -37,7 +37,8 @@ func newForgetCommand(g *globalOptions) *cobra.Command {
 		Long: `Remove the given snapshots, or those not kept by the policy (--keep-*),
 applied separately to each group (--group-by, default host,paths) exactly as
 restic does. Only snapshot files are removed; --prune (or a later prune)
-removes the data no snapshot references any more.`,
+removes the data no snapshot references any more. Backups may run meanwhile;
+another cairn forget may not (this one exits with code 11: try again).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runForget(cmd.Context(), g, o, args)
 		},
@@ -107,6 +108,14 @@ func runForget(ctx context.Context, g *globalOptions, o forgetOptions, args []st
 	unlock, lctx, l, err := g.lockRepository(ctx, r, false, "forget", o.dryRun)
 	if err != nil {
 		return err
+	}
+	// two forgets evaluating their policies on the same listing could
+	// together remove more than either would alone (F8)
+	if l != nil {
+		if err := ensureOnly(lctx, r, l, "forget"); err != nil {
+			unlock()
+			return err
+		}
 	}
 	var remove []*snapshot.Snapshot
 	var groups []forget.JSONGroup

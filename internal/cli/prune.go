@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -153,6 +154,15 @@ func runPrune(ctx context.Context, g *globalOptions, r *repo.Repository, o prune
 
 // ensureOnlyPrune fails if another prune holds a lock.
 func ensureOnlyPrune(ctx context.Context, r *repo.Repository, own *repo.Lock) error {
+	return ensureOnly(ctx, r, own, "prune-mark", "prune-sweep", "prune")
+}
+
+// ensureOnly fails with a LockError if a readable lock other than own was
+// taken by cairn for one of ops. Operations that run under shared locks but
+// must not run twice at once (two prunes' marks, two forgets: F8) take their
+// lock first and then call this, so of two that start together at least one
+// sees the other (both may refuse; neither runs beside the other).
+func ensureOnly(ctx context.Context, r *repo.Repository, own *repo.Lock, ops ...string) error {
 	locks, err := r.ListLocks(ctx)
 	if err != nil {
 		return err
@@ -161,8 +171,7 @@ func ensureOnlyPrune(ctx context.Context, r *repo.Repository, own *repo.Lock) er
 		if e.ID == own.ID() || e.Err != nil {
 			continue
 		}
-		switch e.Info.CairnOp {
-		case "prune-mark", "prune-sweep", "prune":
+		if slices.Contains(ops, e.Info.CairnOp) {
 			return &repo.LockError{Conflicts: []repo.LockEntry{e}}
 		}
 	}
