@@ -76,15 +76,7 @@ func TestSecondPruneRefused(t *testing.T) {
 	makeHistory(t, repoDir, src, historyTimes(4), 5)
 	mustCairn(t, "-r", repoDir, "forget", "--keep-last", "1")
 
-	first := cairnProcess(t, []string{"CAIRN_FAILPOINTS=prune.index-write=sleep(4s)@1"}, "-r", repoDir, "prune", "--keep-delete", "0", "--max-unused", "0%")
-	var out bytes.Buffer
-	first.Stdout, first.Stderr = &out, &out
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- first.Wait() }()
-	t.Cleanup(func() { _ = first.Process.Kill() })
+	out, done := startChild(t, []string{"CAIRN_FAILPOINTS=prune.index-write=sleep(4s)@1"}, "-r", repoDir, "prune", "--keep-delete", "0", "--max-unused", "0%")
 
 	// wait for the first prune's mark lock
 	r := openTestRepo(t, repoDir)
@@ -102,7 +94,7 @@ func TestSecondPruneRefused(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("first prune took no lock: %s", out.String())
+			t.Fatal("first prune took no lock")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -138,22 +130,14 @@ func TestSecondForgetRefused(t *testing.T) {
 	makeHistory(t, repoDir, src, historyTimes(5), 9)
 
 	n0 := len(snapshotIDs(t, repoDir))
-	first := cairnProcess(t, []string{"CAIRN_FAILPOINTS=forget.after-first-remove=sleep(4s)"}, "-r", repoDir, "forget", "--keep-last", "3")
-	var out bytes.Buffer
-	first.Stdout, first.Stderr = &out, &out
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- first.Wait() }()
-	t.Cleanup(func() { _ = first.Process.Kill() })
+	out, done := startChild(t, []string{"CAIRN_FAILPOINTS=forget.after-first-remove=sleep(4s)"}, "-r", repoDir, "forget", "--keep-last", "3")
 
 	// wait until the first forget has removed its first snapshot (it
 	// removes two, sleeping after the first)
 	deadline := time.Now().Add(time.Minute)
 	for len(snapshotIDs(t, repoDir)) != n0-1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("first forget removed nothing: %s", out.String())
+			t.Fatal("first forget removed nothing")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -177,4 +161,21 @@ func TestSecondForgetRefused(t *testing.T) {
 	if n := len(snapshotIDs(t, repoDir)); n != 1 {
 		t.Fatalf("%d snapshots after forget --keep-last 1, want 1", n)
 	}
+}
+
+// startChild starts cairn as a child process; its combined output collects
+// in out (read it only after done delivered), and it is killed at the end of
+// the test if still running.
+func startChild(t *testing.T, env []string, args ...string) (out *bytes.Buffer, done <-chan error) {
+	t.Helper()
+	cmd := cairnProcess(t, env, args...)
+	out = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return out, ch
 }
