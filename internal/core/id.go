@@ -74,6 +74,16 @@ func (id ID) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes a hex string into id.
 func (id *ID) UnmarshalJSON(b []byte) error {
+	// the common form, "<64 hex digits>", needs no JSON string decoding (a
+	// JSON string without escapes is its raw bytes); anything else takes
+	// the general path, which also produces the errors
+	if len(b) == 2*IDSize+2 && b[0] == '"' && b[len(b)-1] == '"' {
+		var v ID
+		if _, err := hex.Decode(v[:], b[1:len(b)-1]); err == nil {
+			*id = v
+			return nil
+		}
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("invalid ID: %w", err)
