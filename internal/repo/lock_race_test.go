@@ -591,7 +591,7 @@ func TestStaleBootIDAndResticLocks(t *testing.T) {
 		}
 	}
 
-	removed, err := r.RemoveLocks(ctx, false)
+	removed, err := removeLocks(ctx, r, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -662,10 +662,10 @@ func TestUnreadableLockBlocks(t *testing.T) {
 			t.Fatalf("exclusive=%v: unclear error: %v", exclusive, err)
 		}
 	}
-	if removed, err := r.RemoveLocks(ctx, false); err != nil || len(removed) != 0 {
+	if removed, err := removeLocks(ctx, r, false); err != nil || len(removed) != 0 {
 		t.Fatalf("unlock without --remove-all removed %v (%v)", removed, err)
 	}
-	if removed, err := r.RemoveLocks(ctx, true); err != nil || len(removed) != 1 || removed[0] != id {
+	if removed, err := removeLocks(ctx, r, true); err != nil || len(removed) != 1 || removed[0] != id {
 		t.Fatalf("unlock --remove-all removed %v (%v)", removed, err)
 	}
 	l, _, err := r.Lock(ctx, true, LockOptions{Timing: &raceTiming})

@@ -163,14 +163,14 @@ func TestEmptyLockIgnoredAndRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	lbe.Save(ctx, backend.Handle{Type: core.LockFile, Name: empty.String()}, backend.NewByteReader(nil))
-	if ids, err := lr.RemoveLocks(ctx, false); err != nil || len(ids) != 0 {
+	if ids, err := removeLocks(ctx, lr, false); err != nil || len(ids) != 0 {
 		t.Fatalf("new empty lock file removed: %v %v", ids, err)
 	}
 	old := time.Now().Add(-2 * stale)
 	if err := os.Chtimes(filepath.Join(ldir, "locks", empty.String()), old, old); err != nil {
 		t.Fatal(err)
 	}
-	if ids, err := lr.RemoveLocks(ctx, false); err != nil || len(ids) != 1 {
+	if ids, err := removeLocks(ctx, lr, false); err != nil || len(ids) != 1 {
 		t.Fatalf("old empty lock file kept: %v %v", ids, err)
 	}
 }
@@ -193,7 +193,7 @@ func TestRemoveLocksSkewedWriterClock(t *testing.T) {
 	if _, err := r.SaveJSONUnpacked(ctx, core.LockFile, li); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := r.RemoveLocks(ctx, false)
+	removed, err := removeLocks(ctx, r, false)
 	if err != nil || len(removed) != 0 {
 		t.Fatalf("fresh lock with a skewed clock removed: %v %v", removed, err)
 	}

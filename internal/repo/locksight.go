@@ -274,11 +274,3 @@ func (r *Repository) RemoveStaleLocks(ctx context.Context, opts RemoveLocksOptio
 	}
 	return res, nil
 }
-
-// RemoveLocks is RemoveStaleLocks without remembered sightings: on backends
-// without file times only dead same-host processes' locks (or, with all,
-// every lock) are removed.
-func (r *Repository) RemoveLocks(ctx context.Context, all bool) ([]core.ID, error) {
-	res, err := r.RemoveStaleLocks(ctx, RemoveLocksOptions{All: all})
-	return res.Removed, err
-}
