@@ -173,7 +173,10 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 	if err := r.LoadIndex(ctx); err != nil {
 		return fmt.Errorf("load index: %w", err)
 	}
-	tuneMemory()
+	// Keep the chunk buffers of the pipeline across collections: a full
+	// backup of the benchmark corpus otherwise allocates 1.2 GB of them
+	// anew (~0.3-1 s of page faults and collection on 2 cores).
+	tuneMemory(backupRetain)
 	sn, err := snapshot.New(targets, nil, o.host, snTime)
 	if err != nil {
 		return err
@@ -444,3 +447,7 @@ func runBackupStdin(ctx context.Context, g *globalOptions, o backupOptions, args
 	sn.Summary = &res.Summary
 	return g.commitSnapshot(lctx, r, lock, sn, res, start)
 }
+
+// backupRetain is how many bytes of recycled buffers a backup keeps across
+// garbage collections (about the pipeline's working set of chunks).
+const backupRetain = 32 << 20

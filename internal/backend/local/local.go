@@ -280,6 +280,9 @@ func (b *Backend) commit(ctx context.Context, h backend.Handle, f *os.File, tmp 
 	if err := b.fsyncFile(f); err != nil {
 		return false, fmt.Errorf("save %v: fsync: %w", h, classify(err))
 	}
+	if h.Type == core.PackFile {
+		dropCached(f) // clean after the fsync, so the pages go now
+	}
 	if err := failpoint.Inject("upload.after-temp-write"); err != nil {
 		return false, fmt.Errorf("save %v: %w", h, err)
 	}
