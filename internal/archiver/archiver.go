@@ -63,7 +63,16 @@ type Options struct {
 	// DryRun reads and chunks everything but stores nothing: blobs are
 	// only looked up in the index.
 	DryRun bool
+	// OnBulkData, if set, is called once, from a worker, when the blobs
+	// this run added first reach 64 MiB: the caller may
+	// then give the pipeline more memory for throughput (incremental
+	// backups that add little never get there).
+	OnBulkData func()
 }
+
+// bulkDataThreshold is the amount of new blob data after which
+// Options.OnBulkData is called (a variable for tests).
+var bulkDataThreshold uint64 = 64 << 20
 
 // DirHook sees every directory the walker enters and leaves, in depth-first
 // order, before Select is called for its entries.
@@ -435,7 +444,7 @@ func (a *Archiver) finishDir(node *tree.Node, prev *tree.Node, children []*futur
 			}
 			if !res.Known {
 				a.st.treeBlobs.Add(1)
-				a.st.dataAdded.Add(uint64(len(buf)))
+				a.added(len(buf))
 				a.st.dataAddedPacked.Add(uint64(res.Size))
 			}
 			id := res.ID
@@ -912,6 +921,15 @@ func (a *Archiver) saveBlobNow(data []byte) (core.ID, error) {
 	return id, a.saveData(data, id)
 }
 
+// added counts n bytes of new blob data and calls OnBulkData when they
+// first reach bulkDataThreshold.
+func (a *Archiver) added(n int) {
+	total := a.st.dataAdded.Add(uint64(n))
+	if a.opts.OnBulkData != nil && total >= bulkDataThreshold && total-uint64(n) < bulkDataThreshold {
+		a.opts.OnBulkData()
+	}
+}
+
 // saveData saves a data blob whose ID is id.
 func (a *Archiver) saveData(data []byte, id core.ID) error {
 	res, err := a.saveBlob(core.DataBlob, data, id)
@@ -920,7 +938,7 @@ func (a *Archiver) saveData(data []byte, id core.ID) error {
 	}
 	if !res.Known {
 		a.st.dataBlobs.Add(1)
-		a.st.dataAdded.Add(uint64(len(data)))
+		a.added(len(data))
 		a.st.dataAddedPacked.Add(uint64(res.Size))
 	}
 	return nil

@@ -173,10 +173,7 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 	if err := r.LoadIndex(ctx); err != nil {
 		return fmt.Errorf("load index: %w", err)
 	}
-	// Keep the chunk buffers of the pipeline across collections: a full
-	// backup of the benchmark corpus otherwise allocates 1.2 GB of them
-	// anew (~0.3-1 s of page faults and collection on 2 cores).
-	tuneMemory(backupRetain)
+	tuneMemory()
 	sn, err := snapshot.New(targets, nil, o.host, snTime)
 	if err != nil {
 		return err
@@ -219,6 +216,9 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 		OneFileSystem: o.oneFileSystem,
 		NodeOptions:   fsnode.Options{WithAtime: o.withAtime},
 		Progress:      prog,
+		// A backup that stores much new data gets more memory: see
+		// bulkMemory.
+		OnBulkData: bulkMemory,
 		OnError: func(path string, err error) error {
 			if g.JSON {
 				e := errorJSON{MessageType: "error", During: "archival", Item: path}
@@ -447,7 +447,3 @@ func runBackupStdin(ctx context.Context, g *globalOptions, o backupOptions, args
 	sn.Summary = &res.Summary
 	return g.commitSnapshot(lctx, r, lock, sn, res, start)
 }
-
-// backupRetain is how many bytes of recycled buffers a backup keeps across
-// garbage collections (about the pipeline's working set of chunks).
-const backupRetain = 32 << 20

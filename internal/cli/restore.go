@@ -98,7 +98,7 @@ func runRestore(ctx context.Context, g *globalOptions, o restoreOptions, arg str
 	if err := r.LoadIndex(ctx); err != nil {
 		return fmt.Errorf("load index: %w", err)
 	}
-	tuneMemory(0) // the restorer keeps its own per-worker buffers
+	tuneMemory()
 	root := *sn.Tree
 	if sub != "" {
 		root, err = restorer.FindSubtree(ctx, r, root, sub)
