@@ -34,6 +34,11 @@
 #               check (default 1). Repetition i runs the tools in
 #               ORDER when i is odd and in reverse when it is even; the table shows the median
 #               of each figure over the repetitions (n=REPS in the notes), raw.tsv every run.
+#   SETTLE      seconds to wait (idle) before every timed command (default 0). On VMs with
+#               free page reporting (see "memory:" in env.txt) memory freed by the previous
+#               command stays cheap to reuse for ~20 s and then costs a host fault per page,
+#               so without a pause a tool may profit from what the one before it freed;
+#               SETTLE=30 starts every command from equally cold free memory.
 #   CAIRN       cairn binary (default: built from this tree into $RUN/cairn)
 #   RESTIC      restic binary (default /usr/bin/restic)
 #   PROFILE=1   afterwards, run one extra cairn full backup (into a throw-away repository)
@@ -54,6 +59,8 @@ CORPUS_SH=${CORPUS_SH:-/work/shared/bench/corpus.sh}
 OUT_DIR=${OUT_DIR:-/tmp/cairn-bench}
 export BIG_MIB=${BIG_MIB:-512}
 STEPS=${STEPS:-init,full,unchanged,mutated,restore,check}
+SETTLE=${SETTLE:-0}
+case $SETTLE in *[!0-9]* | '') echo "compare.sh: SETTLE must be a whole number of seconds" >&2; exit 2 ;; esac
 ORDER=${ORDER:-cairn restic}
 REPS=${REPS:-1}
 RESTORE_FS=${RESTORE_FS:-auto}
@@ -132,11 +139,18 @@ PW=$RUN/password
   echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at start; >nproc means other work competes)"
   echo "cpu:     $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
   echo "fs:      $(df -T "$RUN" | awk 'NR==2{print $1" "$2}')"
+  # Free page reporting hands guest memory back to the host as soon as it is free, which
+  # makes every fresh page (page cache or heap) cost a host fault: ~2.8 s per GiB written
+  # into new page-cache pages here, against ~0.3 s into recently freed ones. Results then
+  # depend on which run freed memory just before (docs/performance.md).
+  if [ -d /sys/module/page_reporting/parameters ]; then
+    echo "memory:  free page reporting on ($(cd /sys/module/page_reporting/parameters && for p in page_reporting_order min_free_ms; do [ -r $p ] && printf '%s=%s ' $p "$(cat $p)"; done))"
+  fi
   echo "cairn:   $("$CAIRN" version 2>&1 | head -1)"
   echo "restic:  $("$RESTIC" version 2>&1 | head -1)"
   echo "go:      $(go version 2>/dev/null)"
   echo "corpus:  $CORPUS_DIR ($(du -sb "$CORPUS_DIR" | cut -f1) bytes, $(find "$CORPUS_DIR" -type f | wc -l) files, BIG_MIB=$BIG_MIB)"
-  echo "steps:   $STEPS (order: $ORDER; full/unchanged/restore/check x$REPS (median), init/mutated once; warm page cache, no cache drop; restore target: $RESTORE_FS)"
+  echo "steps:   $STEPS (order: $ORDER; full/unchanged/restore/check x$REPS (median), init/mutated once; warm page cache, no cache drop; restore target: $RESTORE_FS; settle ${SETTLE}s)"
   echo "run dir: $RUN"
 } | tee "$RUN/env.txt"
 
@@ -166,6 +180,7 @@ run_tool() {
   log "$step: $tool $* (load1 $load1)"
   # write back what earlier commands left dirty, so that no tool pays for another's writes
   sync
+  [ "$SETTLE" = 0 ] || sleep "$SETTLE"
   "$TIME" -o "$tf" -f "%e %U %S %M" "$bin" -r "$repo" -p "$PW" --cache-dir "$(cache_of "$tool")" "$@" >"$lf" 2>&1
   rc=$?
   # /usr/bin/time prints "Command exited with non-zero status N" before the numbers.
