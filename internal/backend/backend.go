@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/cairn-backup/cairn/internal/core"
 )
@@ -215,6 +216,45 @@ func AdopterOf(be Backend) (FileAdopter, bool) {
 		return p.FileAdopter()
 	}
 	return nil, false
+}
+
+// modTimer is a backend that reports when a file was last written (local
+// disks); remote stores give no trustworthy time.
+type modTimer interface {
+	ModTime(ctx context.Context, h Handle) (time.Time, error)
+}
+
+// modTimerOf finds the backend under be's decorators (Unwrap) that reports
+// file times.
+func modTimerOf(be Backend) (modTimer, bool) {
+	for be != nil {
+		if mt, ok := be.(modTimer); ok {
+			return mt, true
+		}
+		u, ok := be.(interface{ Unwrap() Backend })
+		if !ok {
+			return nil, false
+		}
+		be = u.Unwrap()
+	}
+	return nil, false
+}
+
+// HasModTime reports whether be, looking through decorators, reports file
+// modification times.
+func HasModTime(be Backend) bool {
+	_, ok := modTimerOf(be)
+	return ok
+}
+
+// ModTime returns the modification time of h from the backend under be's
+// decorators that reports file times, or an error if none does.
+func ModTime(ctx context.Context, be Backend, h Handle) (time.Time, error) {
+	mt, ok := modTimerOf(be)
+	if !ok {
+		return time.Time{}, fmt.Errorf("modtime %v: not supported by %s", h, be.Location())
+	}
+	return mt.ModTime(ctx, h)
 }
 
 // ListConsistent reports whether be (looking through decorators) promises

@@ -149,18 +149,6 @@ func (b *Backend) List(ctx context.Context, t core.FileType, fn func(backend.Fil
 	return nil
 }
 
-// ModTime forwards to the decorated backend when it can tell a file's
-// modification time.
-func (b *Backend) ModTime(ctx context.Context, h backend.Handle) (time.Time, error) {
-	type modTimer interface {
-		ModTime(ctx context.Context, h backend.Handle) (time.Time, error)
-	}
-	if mt, ok := b.be.(modTimer); ok {
-		return mt.ModTime(ctx, h)
-	}
-	return time.Time{}, fmt.Errorf("modtime %v: not supported by %s", h, b.be.Location())
-}
-
 // Load implements backend.Backend.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(rd io.Reader) error) error {
 	if !cacheableHandle(h) || length < 0 || offset < 0 {

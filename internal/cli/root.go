@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -326,7 +327,23 @@ func (g *globalOptions) openRepository(ctx context.Context) (*repo.Repository, e
 			return nil, err
 		}
 	}
+	if s := g.lockSightings(r); s != nil {
+		r.SetLockSightings(s) // every lock listing records sightings (F1)
+	}
 	return r, nil
+}
+
+// lockSightings is the file in which this host remembers since when it has
+// seen each lock file of r (nil with --no-cache).
+func (g *globalOptions) lockSightings(r *repo.Repository) repo.LockSightings {
+	if g.NoCache {
+		return nil
+	}
+	base, err := g.cacheBase()
+	if err != nil {
+		return nil
+	}
+	return repo.FileSightings{Path: filepath.Join(base, r.Config().ID, lockSightingsFile)}
 }
 
 // repoOpenHooks run after a repository is opened (e.g. to add the cache);

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,7 +11,8 @@ import (
 )
 
 // lockSightingsFile is the name, in the repository's cache directory, of the
-// file in which unlock remembers since when it has seen each lock file.
+// file in which every command that lists locks records since when this host
+// has seen each lock file (unlock judges lock ages by it).
 const lockSightingsFile = "lock-sightings.json"
 
 func newUnlockCommand(g *globalOptions) *cobra.Command {
@@ -33,9 +33,10 @@ time stamp inside a lock comes from the clock of the host that wrote it, which
 may be wrong. So for them the age is how long this host has seen the lock
 file: every live lock is rewritten under a new name at least every 5 minutes,
 so a file seen for more than 30 minutes belongs to a process that stopped.
-unlock remembers its sightings in the repository's cache directory; a lock
-that is old by its time stamp but not yet seen long enough is reported with
-the time left. Run unlock again later, or use --wait to keep watching.
+Every command that lists the locks (each backup, check, prune, unlock, ...)
+records its sightings in the repository's cache directory; a lock that is
+old by its time stamp but not yet seen long enough is reported with the time
+left. Run unlock again later, or use --wait to keep watching.
 
 Empty lock files (an upload under way or cut short) are removed by the same
 age rule. --remove-all removes every lock: only use it when no other process
@@ -56,12 +57,7 @@ func runUnlock(ctx context.Context, g *globalOptions, all bool, wait time.Durati
 		return err
 	}
 	defer r.Close()
-	opts := repo.RemoveLocksOptions{All: all}
-	if !g.NoCache {
-		if base, err := g.cacheBase(); err == nil {
-			opts.Sightings = repo.FileSightings{Path: filepath.Join(base, r.Config().ID, lockSightingsFile)}
-		}
-	}
+	opts := repo.RemoveLocksOptions{All: all, Sightings: g.lockSightings(r)}
 	if opts.Sightings == nil {
 		opts.Sightings = &repo.MemorySightings{} // --no-cache: this run's own sightings (--wait)
 	}

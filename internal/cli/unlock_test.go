@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,5 +94,56 @@ func TestUnlockOverRESTJudgesBySightings(t *testing.T) {
 	// 6. --remove-all removes it at once
 	if u = unlockRun(t, "-r", url, "unlock", "--remove-all"); len(u.Removed) != 1 || u.Removed[0] != id {
 		t.Fatalf("--remove-all: %+v", u)
+	}
+
+	// 7. other commands that list locks record sightings too: a lock seen
+	// by a backup (non-exclusive, so it runs beside the old shared lock)
+	// more than the bound ago is removed by the first unlock
+	id = lock()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCairn(t, "-r", url, "backup", src)
+	time.Sleep(2500 * time.Millisecond)
+	if u = unlockRun(t, "-r", url, "unlock"); len(u.Removed) != 1 || u.Removed[0] != id || len(u.Pending) != 0 {
+		t.Fatalf("unlock after a backup saw the lock: %+v", u)
+	}
+}
+
+// TestUnlockLocalJudgesByFileTime: on a local repository the lock file's
+// modification time is its age, found through the decorators the command
+// line puts around the backend (cache, limiter): a lock that is old by its
+// time stamp and by its file time is removed by the first unlock, one that
+// is old by its time stamp only is left pending.
+func TestUnlockLocalJudgesByFileTime(t *testing.T) {
+	cairnEnv(t)
+	dir := filepath.Join(t.TempDir(), "r")
+	mustCairn(t, "-r", dir, "init")
+	r := openTestRepo(t, dir)
+	ctx := context.Background()
+	lock := func(fileAge time.Duration) string {
+		t.Helper()
+		li := repo.LockInfo{Time: time.Now().Add(-time.Hour), Hostname: "elsewhere", Username: "u", PID: 4242}
+		id, err := r.SaveJSONUnpacked(ctx, core.LockFile, li)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Now().Add(-fileAge)
+		if err := os.Chtimes(filepath.Join(dir, "locks", id.String()), mt, mt); err != nil {
+			t.Fatal(err)
+		}
+		return id.String()
+	}
+	for _, extra := range [][]string{nil, {"--limit-upload", "100000"}} { // with a limiter around the backend
+		old, young := lock(time.Hour), lock(time.Minute)
+		u := unlockRun(t, append(extra, "-r", dir, "unlock")...)
+		if len(u.Removed) != 1 || u.Removed[0] != old {
+			t.Fatalf("%v: removed %v, want only %s (old by time stamp and file time)", extra, u.Removed, old)
+		}
+		if len(u.Pending) != 1 || u.Pending[0].ID != young {
+			t.Fatalf("%v: pending %+v, want %s (file one minute old)", extra, u.Pending, young)
+		}
+		mustCairn(t, "-r", dir, "unlock", "--remove-all")
 	}
 }

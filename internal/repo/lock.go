@@ -208,13 +208,26 @@ type LockEntry struct {
 	Err  error // set when the file exists but could not be read
 }
 
+// SetLockSightings makes every listing of the lock files (each lock
+// acquisition, check, unlock) record in s since when this host has seen
+// each lock file, on backends that report no file times. unlock judges a
+// lock's age by these sightings (F1), so a lock that a crashed process left
+// behind can be removed by the first unlock on a host where other commands
+// have seen it long enough. Recording more sightings only makes them
+// earlier and closer to the truth: a live lock is renamed at every refresh,
+// so no listing can see one file of it for long. Errors of s are ignored
+// (a missing sighting delays a removal, never hastens one). Call once,
+// after Open and before any lock operation.
+func (r *Repository) SetLockSightings(s LockSightings) { r.lockSights = s }
+
 // ListLocks loads every lock file. Empty files (crash during upload, H07)
 // and files that vanish while listing (H06) are skipped.
 func (r *Repository) ListLocks(ctx context.Context) ([]LockEntry, error) {
 	// Collect first, load afterwards: loading inside the List callback
 	// would need a second backend slot while List holds one.
-	var ids []core.ID
+	var ids, all []core.ID
 	err := r.List(ctx, core.LockFile, func(id core.ID, size int64) error {
+		all = append(all, id)
 		if size > 0 {
 			ids = append(ids, id)
 		}
@@ -222,6 +235,9 @@ func (r *Repository) ListLocks(ctx context.Context) ([]LockEntry, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	if r.lockSights != nil && !r.hasFileTimes() {
+		_, _ = r.lockSights.Observe(all)
 	}
 	var out []LockEntry
 	for _, id := range ids {
@@ -571,15 +587,12 @@ func (l *Lock) Unlock(ctx context.Context) error {
 
 // fileAge is how long a lock file has existed by the backend's own file
 // time, for backends that report one (a local disk); ok is false otherwise.
+// hasFileTimes reports whether the backend, under its decorators, gives
+// file times (then lock ages come from them, not from sightings).
+func (r *Repository) hasFileTimes() bool { return backend.HasModTime(r.be) }
+
 func (r *Repository) fileAge(ctx context.Context, id core.ID) (age time.Duration, ok bool) {
-	type modTimer interface {
-		ModTime(ctx context.Context, h backend.Handle) (time.Time, error)
-	}
-	mt, ok := r.be.(modTimer)
-	if !ok {
-		return 0, false
-	}
-	t, err := mt.ModTime(ctx, backend.Handle{Type: core.LockFile, Name: id.String()})
+	t, err := backend.ModTime(ctx, r.be, backend.Handle{Type: core.LockFile, Name: id.String()})
 	if err != nil {
 		return 0, false
 	}

@@ -3,11 +3,15 @@ package repo
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/backend/mem"
 	"github.com/cairn-backup/cairn/internal/core"
 )
@@ -180,4 +184,127 @@ func TestRefreshedLockIsNeverSeenLong(t *testing.T) {
 func removeLocks(ctx context.Context, r *Repository, all bool) ([]core.ID, error) {
 	res, err := r.RemoveStaleLocks(ctx, RemoveLocksOptions{All: all})
 	return res.Removed, err
+}
+
+// readSightings returns the sightings recorded in path (nil if none).
+func readSightings(t *testing.T, path string) map[core.ID]sighting {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sf sightingsFile
+	if err := json.Unmarshal(b, &sf); err != nil {
+		t.Fatal(err)
+	}
+	out := map[core.ID]sighting{}
+	for name, s := range sf.Locks {
+		id, err := core.ParseID(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = s
+	}
+	return out
+}
+
+// timedBackend reports file times, like the local backend.
+type timedBackend struct{ backend.Backend }
+
+func (timedBackend) ModTime(context.Context, backend.Handle) (time.Time, error) {
+	return time.Now(), nil
+}
+
+// TestLockListingRecordsSightings (F1): every command that lists the lock
+// files records its sightings, so the first unlock on a host can judge a
+// lock that other commands have seen long enough; without those records it
+// could only report the lock as pending.
+func TestLockListingRecordsSightings(t *testing.T) {
+	ctx := context.Background()
+	stale := DefaultLockTiming().StaleAfter
+	for _, record := range []bool{true, false} {
+		t.Run(fmt.Sprintf("record=%v", record), func(t *testing.T) {
+			be := mem.New()
+			r, err := Init(ctx, be, "secret", 2, testParams, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := foreignLock(t, r, 2*stale) // left by a crashed process elsewhere
+			empty := core.Hash([]byte("empty lock"))
+			if err := be.Save(ctx, backend.Handle{Type: core.LockFile, Name: empty.String()}, backend.NewByteReader(nil)); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "lock-sightings.json")
+			if record {
+				r.SetLockSightings(FileSightings{Path: path})
+			}
+			// a backup: takes and releases a shared lock
+			l, _, err := r.Lock(ctx, false, LockOptions{Op: "backup"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			seen := readSightings(t, path)
+			if record {
+				if _, ok := seen[old]; !ok {
+					t.Fatalf("the lock listing did not record lock %v: %v", old.Str(), seen)
+				}
+				if _, ok := seen[empty]; !ok {
+					t.Fatalf("the lock listing did not record the empty lock file: %v", seen)
+				}
+			} else if seen != nil {
+				t.Fatalf("sightings recorded without SetLockSightings: %v", seen)
+			}
+			// 31 minutes pass (the recorded sightings move back)
+			for id, s := range seen {
+				s.Wall = s.Wall.Add(-stale - time.Minute)
+				s.Boot -= stale + time.Minute
+				seen[id] = s
+			}
+			if record {
+				writeSightings(t, path, seen)
+			}
+			// the first unlock on this host, in another process
+			r2, err := Open(ctx, be, "secret", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := r2.RemoveStaleLocks(ctx, RemoveLocksOptions{Sightings: FileSightings{Path: path}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			removed := core.NewIDSet(res.Removed...)
+			if record {
+				if !removed.Has(old) || !removed.Has(empty) || len(res.Pending) != 0 {
+					t.Fatalf("with recorded sightings: removed %v, pending %+v; want the old and the empty lock removed", res.Removed, res.Pending)
+				}
+			} else if len(res.Removed) != 0 || len(res.Pending) != 1 || res.Pending[0].ID != old {
+				t.Fatalf("without recorded sightings: removed %v, pending %+v; want the old lock pending", res.Removed, res.Pending)
+			}
+		})
+	}
+}
+
+// TestNoSightingsWithFileTimes: on a backend with file times (local) lock
+// ages come from them, and listings write no sightings file.
+func TestNoSightingsWithFileTimes(t *testing.T) {
+	ctx := context.Background()
+	r, err := Init(ctx, timedBackend{mem.New()}, "secret", 2, testParams, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignLock(t, r, 0)
+	path := filepath.Join(t.TempDir(), "lock-sightings.json")
+	r.SetLockSightings(FileSightings{Path: path})
+	if _, err := r.ListLocks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("sightings file written on a backend with file times: %v", err)
+	}
 }

@@ -56,6 +56,10 @@ type Repository struct {
 	// lock is lost, and the write is not made.
 	commitCheck func(ctx context.Context) error
 
+	// lockSights, if set, records every listing of the lock files (see
+	// SetLockSightings). Set once after Open, before any lock operation.
+	lockSights LockSightings
+
 	saveOnce sync.Once
 	saver    *blobSaver
 	// saveCtx bounds background uploads; cancelled by Close.
