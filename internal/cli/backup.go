@@ -261,18 +261,24 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 
 // commitSnapshot checks the lock, saves the snapshot and reports.
 func (g *globalOptions) commitSnapshot(ctx context.Context, r *repo.Repository, lock *repo.Lock, sn *snapshot.Snapshot, res *archiver.Result, start time.Time) error {
-	// Commit step: the lock must still be ours (H02), then the snapshot.
+	// Commit step: the lock must still be ours (H02), then the snapshot,
+	// written within the guard's bound (A-FREEZE).
+	wctx, done := ctx, func(err error) error { return err }
 	if lock != nil {
-		if err := lock.Check(ctx); err != nil {
+		var err error
+		if wctx, done, err = lock.Guard(ctx); err != nil {
 			return fmt.Errorf("backup not committed: %w", err)
 		}
 	}
 	if err := failpoint.Inject("backup.before-snapshot"); err != nil {
-		return err
+		return done(err)
 	}
-	id, err := r.SaveSnapshot(ctx, sn)
-	if err != nil {
-		return err
+	id, err := r.SaveSnapshot(wctx, sn)
+	if err = done(err); err != nil {
+		if id.IsNull() {
+			return err
+		}
+		return fmt.Errorf("snapshot %v was written, but %w; run `cairn check` before relying on it", id.Str(), err)
 	}
 	if err := failpoint.Inject("backup.after-snapshot"); err != nil {
 		return err

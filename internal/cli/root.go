@@ -361,7 +361,7 @@ func (g *globalOptions) lockRepository(ctx context.Context, r *repo.Repository, 
 		return nil, nil, nil, err
 	}
 	// every index the command writes is a commit step guarded by the lock
-	r.SetCommitCheck(l.Check)
+	r.SetCommitGuard(l.Guard)
 	return func() { _ = l.Unlock(context.WithoutCancel(ctx)) }, lctx, l, nil
 }
 

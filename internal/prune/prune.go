@@ -40,6 +40,29 @@ type Locker interface {
 	Check(ctx context.Context) error
 }
 
+// guardedWrite runs write, a commit step made of one write, like checkLock
+// and, where the lock offers it (repo.Lock.Guard), within the guard's time
+// bound (A-FREEZE).
+func guardedWrite(ctx context.Context, l Locker, step string, write func(ctx context.Context) error) error {
+	g, ok := l.(interface {
+		Guard(ctx context.Context) (context.Context, func(error) error, error)
+	})
+	if !ok {
+		if err := checkLock(ctx, l, step); err != nil {
+			return err
+		}
+		return write(ctx)
+	}
+	if err := failpoint.Inject("prune." + step); err != nil {
+		return err
+	}
+	wctx, done, err := g.Guard(ctx)
+	if err != nil {
+		return fmt.Errorf("prune stopped before %s: %w", step, err)
+	}
+	return done(write(wctx))
+}
+
 func checkLock(ctx context.Context, l Locker, step string) error {
 	if err := failpoint.Inject("prune." + step); err != nil {
 		return err
@@ -480,12 +503,16 @@ func rewriteIndex(ctx context.Context, r *repo.Repository, l Locker, st *state, 
 		}
 		// every write of the series is a commit step (the model shows one
 		// check before the series is not enough)
-		if err := checkLock(ctx, l, "index-write"); err != nil {
-			return written, err
-		}
-		id, err := r.SaveIndexFile(ctx, f)
+		var id core.ID
+		err := guardedWrite(ctx, l, "index-write", func(ctx context.Context) error {
+			var err error
+			if id, err = r.SaveIndexFile(ctx, f); err != nil {
+				return fmt.Errorf("write new index: %w", err)
+			}
+			return nil
+		})
 		if err != nil {
-			return written, fmt.Errorf("write new index: %w", err)
+			return written, err
 		}
 		ids = append(ids, id)
 		written++

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -752,4 +753,40 @@ func TestMarkRecoversPackUsedAgain(t *testing.T) {
 		t.Fatal("recovered pack deleted")
 	}
 	s.checkNoGarbage(s.checkRepo())
+}
+
+// guardLocker passes every check, and its Guard bounds a commit write the
+// way repo.Lock.Guard does when the write overruns: the write's context is
+// already over and done reports the lock lost.
+type guardLocker struct {
+	guards atomic.Int32
+}
+
+func (l *guardLocker) Check(context.Context) error { return nil }
+
+func (l *guardLocker) Guard(ctx context.Context) (context.Context, func(error) error, error) {
+	l.guards.Add(1)
+	gctx, cancel := context.WithCancel(ctx)
+	cancel() // the bound has passed
+	return gctx, func(error) error { return errLockLost }, nil
+}
+
+// TestIndexWriteGuarded (A-FREEZE): mark writes its new index files within
+// the lock's Guard, and an overrun stops it before it deletes anything.
+func TestIndexWriteGuarded(t *testing.T) {
+	s := newScenario(t)
+	ctx := context.Background()
+	packs := s.files(core.PackFile)
+	idx := s.files(core.IndexFile)
+	l := &guardLocker{}
+	_, err := Mark(ctx, s.open(), l, repackAll, t0)
+	if !errors.Is(err, errLockLost) {
+		t.Fatalf("mark: %v, want the lock error from the guard", err)
+	}
+	if l.guards.Load() == 0 {
+		t.Fatal("the index write did not go through Guard")
+	}
+	if len(minus(packs, s.files(core.PackFile))) > 0 || len(minus(idx, s.files(core.IndexFile))) > 0 {
+		t.Fatal("mark deleted files after an overrun commit write")
+	}
 }

@@ -566,6 +566,43 @@ func (l *Lock) Check(ctx context.Context) error {
 	}
 }
 
+// Guard is Check for a commit step made of one write (an index file, a
+// snapshot). If the check passes it returns the context for that write and
+// a function to call with the write's result. The context ends after
+// StaleAfter/4 (A-FREEZE: a guarded write must end well before anyone can
+// judge the lock stale; docs/concurrency.md §4.5), so a write held up by a
+// stalled server or a stopped process is abandoned, and the lock then
+// counts as lost. done cancels the context; if the write outlasted the
+// bound by CLOCK_BOOTTIME (the machine was suspended inside it, which Go's
+// timers do not count) it marks the lock lost too, so that no later commit
+// step runs, and returns that error.
+func (l *Lock) Guard(ctx context.Context) (gctx context.Context, done func(error) error, err error) {
+	if err := l.Check(ctx); err != nil {
+		return nil, nil, err
+	}
+	bound := l.timing.StaleAfter / 4
+	start := guardClock()
+	gctx, cancel := context.WithTimeout(ctx, bound)
+	done = func(werr error) error {
+		overran := gctx.Err() == context.DeadlineExceeded || guardClock()-start > bound
+		cancel()
+		if !overran {
+			return werr
+		}
+		lost := fmt.Errorf("%w: a commit write did not finish within %v (A-FREEZE)", ErrLockLost, bound)
+		l.markLost(lost)
+		if werr != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w (%v)", lost, werr)
+		}
+		return lost
+	}
+	return gctx, done, nil
+}
+
+// guardClock is the clock Guard measures a write with (bootTime; a
+// variable so that tests can suspend the machine).
+var guardClock = bootTime
+
 // Unlock stops refreshing and removes the lock file.
 func (l *Lock) Unlock(ctx context.Context) error {
 	l.mu.Lock()

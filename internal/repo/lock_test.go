@@ -209,7 +209,7 @@ func TestIndexWriteNeedsLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Unlock(ctx)
-	r.SetCommitCheck(l.Check)
+	r.SetCommitGuard(l.Guard)
 	if _, err := r.SaveBlob(ctx, core.DataBlob, []byte("data"), core.ID{}, false); err != nil {
 		t.Fatal(err)
 	}

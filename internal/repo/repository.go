@@ -51,10 +51,11 @@ type Repository struct {
 	opts    Options
 	idx     *index.MasterIndex
 
-	// commitCheck, if set, is called before every index file the blob
+	// commitGuard, if set, is called before every index file the blob
 	// saver writes (a commit step): it returns an error when the caller's
-	// lock is lost, and the write is not made.
-	commitCheck func(ctx context.Context) error
+	// lock is lost, and the write is not made; else the context for the
+	// write and the function to call with its result (Lock.Guard).
+	commitGuard CommitGuard
 
 	// lockSights, if set, records every listing of the lock files (see
 	// SetLockSightings). Set once after Open, before any lock operation.
@@ -207,9 +208,12 @@ func (r *Repository) Backend() backend.Backend { return r.be }
 // use of the handle.
 func (r *Repository) WrapBackend(wrap func(backend.Backend) backend.Backend) { r.be = wrap(r.be) }
 
-// SetCommitCheck installs the check run before every index write of the
-// blob saver (the CLI passes its lock's Check).
-func (r *Repository) SetCommitCheck(fn func(ctx context.Context) error) { r.commitCheck = fn }
+// CommitGuard guards a commit step made of one write (see Lock.Guard).
+type CommitGuard func(ctx context.Context) (context.Context, func(error) error, error)
+
+// SetCommitGuard installs the guard run around every index write of the
+// blob saver (the CLI passes its lock's Guard).
+func (r *Repository) SetCommitGuard(fn CommitGuard) { r.commitGuard = fn }
 
 // Config returns the repository config.
 func (r *Repository) Config() Config { return r.cfg }

@@ -345,11 +345,13 @@ func (s *blobSaver) writeIndex(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if s.r.commitCheck != nil {
-		err = s.r.commitCheck(ctx)
+	wctx, done := ctx, func(err error) error { return err }
+	if s.r.commitGuard != nil {
+		wctx, done, err = s.r.commitGuard(ctx)
 	}
 	if err == nil {
-		_, err = s.r.SaveIndexFile(ctx, &index.File{Packs: packs})
+		_, err = s.r.SaveIndexFile(wctx, &index.File{Packs: packs})
+		err = done(err)
 	}
 	if err != nil {
 		s.mu.Lock()
