@@ -153,14 +153,22 @@ func runForget(ctx context.Context, g *globalOptions, o forgetOptions, args []st
 		}
 	}
 	if !o.dryRun && len(remove) > 0 {
-		if l != nil {
-			if err := l.Check(lctx); err != nil {
-				unlock()
-				return fmt.Errorf("forget not committed: %w", err)
-			}
-		}
 		for i, sn := range remove {
-			if err := r.Backend().Remove(lctx, backend.Handle{Type: core.SnapshotFile, Name: sn.ID().String()}); err != nil {
+			// every removal is a commit step: checked, and bounded in
+			// time (A-FREEZE)
+			wctx, done := lctx, func(err error) error { return err }
+			if l != nil {
+				var err error
+				if wctx, done, err = l.Guard(lctx); err != nil {
+					unlock()
+					if i == 0 {
+						return fmt.Errorf("forget not committed: %w", err)
+					}
+					return fmt.Errorf("forget stopped after removing %d of %d snapshots: %w", i, len(remove), err)
+				}
+			}
+			err := r.Backend().Remove(wctx, backend.Handle{Type: core.SnapshotFile, Name: sn.ID().String()})
+			if err = done(err); err != nil {
 				unlock()
 				return fmt.Errorf("remove snapshot %v: %w", sn.ID().Str(), err)
 			}

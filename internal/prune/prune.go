@@ -438,25 +438,27 @@ func needed(blobs []pack.Blob, used, avail core.BlobSet) bool {
 	return false
 }
 
-// removePack deletes one pack (idempotent).
+// removePack deletes one pack (idempotent), a guarded commit step.
 func removePack(ctx context.Context, r *repo.Repository, l Locker, id core.ID) error {
-	if err := checkLock(ctx, l, "pack-delete"); err != nil {
-		return err
-	}
-	if err := r.Backend().Remove(ctx, backend.Handle{Type: core.PackFile, Name: id.String()}); err != nil {
-		return fmt.Errorf("remove pack %v: %w", id.Str(), err)
-	}
-	return nil
+	return guardedWrite(ctx, l, "pack-delete", func(ctx context.Context) error {
+		if err := r.Backend().Remove(ctx, backend.Handle{Type: core.PackFile, Name: id.String()}); err != nil {
+			return fmt.Errorf("remove pack %v: %w", id.Str(), err)
+		}
+		return nil
+	})
 }
 
 func deleteFiles(ctx context.Context, r *repo.Repository, l Locker, t core.FileType, ids core.IDSet) (int, error) {
 	n := 0
 	for id := range ids {
-		if err := checkLock(ctx, l, "before-index-delete"); err != nil {
+		err := guardedWrite(ctx, l, "before-index-delete", func(ctx context.Context) error {
+			if err := r.Backend().Remove(ctx, backend.Handle{Type: t, Name: id.String()}); err != nil {
+				return fmt.Errorf("remove %v %v: %w", t, id.Str(), err)
+			}
+			return nil
+		})
+		if err != nil {
 			return n, err
-		}
-		if err := r.Backend().Remove(ctx, backend.Handle{Type: t, Name: id.String()}); err != nil {
-			return n, fmt.Errorf("remove %v %v: %w", t, id.Str(), err)
 		}
 		n++
 		if err := failpoint.Inject("prune.index-delete"); err != nil {

@@ -760,19 +760,24 @@ func TestMarkRecoversPackUsedAgain(t *testing.T) {
 // already over and done reports the lock lost.
 type guardLocker struct {
 	guards atomic.Int32
+	pass   bool // every guarded write ends in time
 }
 
 func (l *guardLocker) Check(context.Context) error { return nil }
 
 func (l *guardLocker) Guard(ctx context.Context) (context.Context, func(error) error, error) {
 	l.guards.Add(1)
+	if l.pass {
+		return ctx, func(err error) error { return err }, nil
+	}
 	gctx, cancel := context.WithCancel(ctx)
 	cancel() // the bound has passed
 	return gctx, func(error) error { return errLockLost }, nil
 }
 
 // TestIndexWriteGuarded (A-FREEZE): mark writes its new index files within
-// the lock's Guard, and an overrun stops it before it deletes anything.
+// the lock's Guard, and an overrun stops it before it deletes anything; the
+// sweep deletes within it too.
 func TestIndexWriteGuarded(t *testing.T) {
 	s := newScenario(t)
 	ctx := context.Background()
@@ -788,5 +793,17 @@ func TestIndexWriteGuarded(t *testing.T) {
 	}
 	if len(minus(packs, s.files(core.PackFile))) > 0 || len(minus(idx, s.files(core.IndexFile))) > 0 {
 		t.Fatal("mark deleted files after an overrun commit write")
+	}
+	// the sweep's deletions are guarded one by one: with a guard that
+	// always passes, it guards at least once per deleted file
+	s.mark(t0)
+	packs, idx = s.files(core.PackFile), s.files(core.IndexFile)
+	l = &guardLocker{pass: true}
+	if _, err := Sweep(ctx, s.open(), l, 0, t0.Add(time.Hour), false); err != nil {
+		t.Fatal(err)
+	}
+	deleted := len(minus(packs, s.files(core.PackFile))) + len(minus(idx, s.files(core.IndexFile)))
+	if deleted == 0 || int(l.guards.Load()) < deleted {
+		t.Fatalf("sweep deleted %d files under %d guards", deleted, l.guards.Load())
 	}
 }
