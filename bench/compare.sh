@@ -39,6 +39,11 @@
 #               command stays cheap to reuse for ~20 s and then costs a host fault per page,
 #               so without a pause a tool may profit from what the one before it freed;
 #               SETTLE=30 starts every command from equally cold free memory.
+#   SAME_CHUNKER  1 (default): cairn's repositories get restic's chunker polynomial (init
+#               --copy-chunker-params, outside the measurement; the timed init is a plain one), so
+#               both tools cut the corpus at the same places and repository sizes compare
+#               compression and packing only. 0: each tool draws its own polynomial (sizes then
+#               differ by up to ~0.5 % by chance, mostly in the mutated step).
 #   CAIRN       cairn binary (default: built from this tree into $RUN/cairn)
 #   RESTIC      restic binary (default /usr/bin/restic)
 #   PROFILE=1   afterwards, run one extra cairn full backup (into a throw-away repository)
@@ -60,6 +65,8 @@ OUT_DIR=${OUT_DIR:-/tmp/cairn-bench}
 export BIG_MIB=${BIG_MIB:-512}
 STEPS=${STEPS:-init,full,unchanged,mutated,restore,check}
 SETTLE=${SETTLE:-0}
+SAME_CHUNKER=${SAME_CHUNKER:-1}
+case $SAME_CHUNKER in 0 | 1) ;; *) echo "compare.sh: SAME_CHUNKER must be 0 or 1" >&2; exit 2 ;; esac
 case $SETTLE in *[!0-9]* | '') echo "compare.sh: SETTLE must be a whole number of seconds" >&2; exit 2 ;; esac
 ORDER=${ORDER:-cairn restic}
 REPS=${REPS:-1}
@@ -150,7 +157,7 @@ PW=$RUN/password
   echo "restic:  $("$RESTIC" version 2>&1 | head -1)"
   echo "go:      $(go version 2>/dev/null)"
   echo "corpus:  $CORPUS_DIR ($(du -sb "$CORPUS_DIR" | cut -f1) bytes, $(find "$CORPUS_DIR" -type f | wc -l) files, BIG_MIB=$BIG_MIB)"
-  echo "steps:   $STEPS (order: $ORDER; full/unchanged/restore/check x$REPS (median), init/mutated once; warm page cache, no cache drop; restore target: $RESTORE_FS; settle ${SETTLE}s)"
+  echo "steps:   $STEPS (order: $ORDER; full/unchanged/restore/check x$REPS (median), init/mutated once; warm page cache, no cache drop; restore target: $RESTORE_FS; settle ${SETTLE}s; same chunker: $SAME_CHUNKER)"
   echo "run dir: $RUN"
 } | tee "$RUN/env.txt"
 
@@ -200,6 +207,20 @@ record_skip() {
 step_init() {
   local t
   for t in $ORDER; do run_tool init "$t" "" init; done
+  if [ "$SAME_CHUNKER" = 1 ]; then
+    # the timed init above was a plain one; the repository the steps use is made again,
+    # outside the measurement, with restic's chunker polynomial
+    rm -rf "$(repo_of cairn)" "$(cache_of cairn)"
+    cairn_init_same_chunker >"$RUN/logs/cairn-init-same-chunker.log" 2>&1 ||
+      die "cairn init --copy-chunker-params failed, see $RUN/logs/cairn-init-same-chunker.log"
+  fi
+}
+
+# cairn_init_same_chunker: init cairn's repository (repo_of cairn) with the chunker polynomial
+# of restic's real repository, so that both tools cut the corpus at the same places.
+cairn_init_same_chunker() {
+  "$CAIRN" -r "$(repo_of cairn)" -p "$PW" --cache-dir "$(cache_of cairn)" init \
+    --copy-chunker-params --from-repo "$RUN/repo-restic" --from-password-file "$PW"
 }
 
 # warm DIR...: read every file once so each tool starts from the same warm page cache
@@ -226,8 +247,11 @@ step_full() {
     for t in $(order_for "$i"); do
       if [ "$i" -lt "$REPS" ]; then
         REPO_SUFFIX=-full$i
-        "$(bin_of "$t")" -r "$(repo_of "$t")" -p "$PW" --cache-dir "$(cache_of "$t")" init >"$RUN/logs/$t-init-full$i.log" 2>&1 ||
-          die "$t init of a throw-away repository failed, see $RUN/logs/$t-init-full$i.log"
+        if [ "$t" = cairn ] && [ "$SAME_CHUNKER" = 1 ]; then
+          cairn_init_same_chunker >"$RUN/logs/$t-init-full$i.log" 2>&1
+        else
+          "$(bin_of "$t")" -r "$(repo_of "$t")" -p "$PW" --cache-dir "$(cache_of "$t")" init >"$RUN/logs/$t-init-full$i.log" 2>&1
+        fi || die "$t init of a throw-away repository failed, see $RUN/logs/$t-init-full$i.log"
       fi
       warm "$CORPUS_DIR" "$(repo_of "$t")"
       run_tool full "$t" "" backup "$CORPUS_DIR/src" "$CORPUS_DIR/big"

@@ -83,6 +83,11 @@ func zstdEncoder(c Compression) *zstd.Encoder {
 		zstd.WithEncoderLevel(level),
 		zstd.WithEncoderCRC(false),
 		zstd.WithWindowSize(512*1024),
+		// Entropy-code literals even in blocks without matches: newer
+		// versions of the library skip that at the default level, which
+		// left text such as base64 (no matches, skewed bytes) 25 % larger
+		// than restic 0.14 stores it. Costs ~0.2 ns/byte on random data.
+		zstd.WithAllLitEntropyCompression(true),
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithZeroFrames(true))
 	if err != nil {
