@@ -584,7 +584,8 @@ func (l *Lock) Guard(ctx context.Context) (gctx context.Context, done func(error
 	start := guardClock()
 	gctx, cancel := context.WithTimeout(ctx, bound)
 	done = func(werr error) error {
-		overran := gctx.Err() == context.DeadlineExceeded || guardClock()-start > bound
+		// the guard's own deadline, not one of the caller's context
+		overran := (gctx.Err() == context.DeadlineExceeded && ctx.Err() == nil) || guardClock()-start > bound
 		cancel()
 		if !overran {
 			return werr

@@ -134,3 +134,28 @@ func TestGuardSuspendedInsideWrite(t *testing.T) {
 		t.Fatalf("next commit step: %v, want ErrLockLost", err)
 	}
 }
+
+// TestGuardCallerDeadlineIsNotOverrun: a write that ends because the
+// caller's own context ran out is the caller's error, not a lost lock.
+func TestGuardCallerDeadlineIsNotOverrun(t *testing.T) {
+	r, _ := newTestRepo(t, 2, Options{})
+	timing := LockTiming{StaleAfter: time.Hour, Refresh: 10 * time.Minute}
+	l, _, err := r.Lock(context.Background(), false, LockOptions{Timing: &timing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	wctx, done, err := l.Guard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-wctx.Done()
+	if err := done(wctx.Err()); errors.Is(err, ErrLockLost) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("done after the caller's deadline: %v", err)
+	}
+	if err := l.Check(context.Background()); err != nil {
+		t.Fatalf("lock after the caller's deadline: %v", err)
+	}
+}
