@@ -263,12 +263,9 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 func (g *globalOptions) commitSnapshot(ctx context.Context, r *repo.Repository, lock *repo.Lock, sn *snapshot.Snapshot, res *archiver.Result, start time.Time) error {
 	// Commit step: the lock must still be ours (H02), then the snapshot,
 	// written within the guard's bound (A-FREEZE).
-	wctx, done := ctx, func(err error) error { return err }
-	if lock != nil {
-		var err error
-		if wctx, done, err = lock.Guard(ctx); err != nil {
-			return fmt.Errorf("backup not committed: %w", err)
-		}
+	wctx, done, err := repo.GuardIfLocked(ctx, lock)
+	if err != nil {
+		return fmt.Errorf("backup not committed: %w", err)
 	}
 	if err := failpoint.Inject("backup.before-snapshot"); err != nil {
 		return done(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/failpoint"
 	"github.com/cairn-backup/cairn/internal/forget"
+	"github.com/cairn-backup/cairn/internal/repo"
 	"github.com/cairn-backup/cairn/internal/snapshot"
 )
 
@@ -156,18 +157,15 @@ func runForget(ctx context.Context, g *globalOptions, o forgetOptions, args []st
 		for i, sn := range remove {
 			// every removal is a commit step: checked, and bounded in
 			// time (A-FREEZE)
-			wctx, done := lctx, func(err error) error { return err }
-			if l != nil {
-				var err error
-				if wctx, done, err = l.Guard(lctx); err != nil {
-					unlock()
-					if i == 0 {
-						return fmt.Errorf("forget not committed: %w", err)
-					}
-					return fmt.Errorf("forget stopped after removing %d of %d snapshots: %w", i, len(remove), err)
+			wctx, done, err := repo.GuardIfLocked(lctx, l)
+			if err != nil {
+				unlock()
+				if i == 0 {
+					return fmt.Errorf("forget not committed: %w", err)
 				}
+				return fmt.Errorf("forget stopped after removing %d of %d snapshots: %w", i, len(remove), err)
 			}
-			err := r.Backend().Remove(wctx, backend.Handle{Type: core.SnapshotFile, Name: sn.ID().String()})
+			err = r.Backend().Remove(wctx, backend.Handle{Type: core.SnapshotFile, Name: sn.ID().String()})
 			if err = done(err); err != nil {
 				unlock()
 				return fmt.Errorf("remove snapshot %v: %w", sn.ID().Str(), err)

@@ -600,6 +600,15 @@ func (l *Lock) Guard(ctx context.Context) (gctx context.Context, done func(error
 	return gctx, done, nil
 }
 
+// GuardIfLocked is l.Guard, or, without a lock (--no-lock, l nil), the
+// caller's context and a done that returns the write's own result.
+func GuardIfLocked(ctx context.Context, l *Lock) (context.Context, func(error) error, error) {
+	if l == nil {
+		return ctx, func(err error) error { return err }, nil
+	}
+	return l.Guard(ctx)
+}
+
 // guardClock is the clock Guard measures a write with (bootTime; a
 // variable so that tests can suspend the machine).
 var guardClock = bootTime
