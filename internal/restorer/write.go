@@ -156,6 +156,7 @@ func (rs *restorer) closeOpenFiles() {
 type packBufs struct {
 	win   []byte
 	plain []byte
+	stage []byte // aligned, for direct I/O (direct.go); allocated on first use
 }
 
 func (rs *restorer) getBufs() *packBufs {
@@ -273,14 +274,14 @@ func (rs *restorer) restorePack(ctx context.Context, job packJob) error {
 				damaged = append(damaged, b)
 				continue
 			}
-			rs.writeBlob(b.ID, plain, nil)
+			rs.writeBlob(b.ID, plain, nil, bufs)
 		}
 		return nil
 	})
 	if err == nil {
 		for _, b := range damaged {
 			plain, lerr := rs.r.LoadBlob(ctx, core.DataBlob, b.ID, nil)
-			rs.writeBlob(b.ID, plain, lerr)
+			rs.writeBlob(b.ID, plain, lerr, bufs)
 		}
 		return nil
 	}
@@ -297,7 +298,7 @@ func (rs *restorer) restorePack(ctx context.Context, job packJob) error {
 		if lerr != nil {
 			lerr = fmt.Errorf("pack %v: %w", job.pack.Str(), err)
 		}
-		rs.writeBlob(b.ID, plain, lerr)
+		rs.writeBlob(b.ID, plain, lerr, bufs)
 	}
 	return nil
 }
@@ -312,8 +313,8 @@ func (rs *restorer) allWritten(id core.ID) bool {
 }
 
 // writeBlob writes one blob to every place that needs it. blobErr marks
-// those files damaged instead.
-func (rs *restorer) writeBlob(id core.ID, plain []byte, blobErr error) {
+// those files damaged instead. bufs are the calling worker's buffers.
+func (rs *restorer) writeBlob(id core.ID, plain []byte, blobErr error, bufs *packBufs) {
 	rs.mu.Lock()
 	uses := rs.needed[id]
 	delete(rs.needed, id)
@@ -323,11 +324,11 @@ func (rs *restorer) writeBlob(id core.ID, plain []byte, blobErr error) {
 	}
 	zero := blobErr == nil && fsnode.IsZero(plain)
 	for _, u := range uses {
-		rs.writeUse(u, id, plain, zero, blobErr)
+		rs.writeUse(u, id, plain, zero, blobErr, bufs)
 	}
 }
 
-func (rs *restorer) writeUse(u blobUse, id core.ID, plain []byte, zero bool, blobErr error) {
+func (rs *restorer) writeUse(u blobUse, id core.ID, plain []byte, zero bool, blobErr error, bufs *packBufs) {
 	fs := u.file
 	own := -1 // a handle this call opened and must close
 	switch {
@@ -342,7 +343,7 @@ func (rs *restorer) writeUse(u blobUse, id core.ID, plain []byte, zero bool, blo
 					own = fd
 				}
 				var end int64
-				end, err = writeSparse(fd, plain, u.off)
+				end, err = rs.writeData(fs, fd, plain, u.off, bufs)
 				fs.noteWritten(end)
 			}
 			if err != nil {

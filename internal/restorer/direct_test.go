@@ -1,0 +1,205 @@
+package restorer
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-backup/cairn/internal/testutil"
+)
+
+// directSupported reports whether dir's file system accepts O_DIRECT
+// writes of aligned pages.
+func directSupported(t *testing.T, dir string) bool {
+	t.Helper()
+	p := filepath.Join(dir, "direct-probe")
+	defer os.Remove(p)
+	fd, err := openFD(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_DIRECT, 0o600)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return pwriteFull(fd, alignedBuffer(directAlign), 0) == nil
+}
+
+// residentPages reports how many of path's pages are in the page cache.
+func residentPages(t *testing.T, path string) (resident, total int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal("mincore:", errno)
+	}
+	for _, v := range vec {
+		if v&1 != 0 {
+			resident++
+		}
+	}
+	return resident, len(vec)
+}
+
+// directTree writes large files of every kind direct I/O meets: random
+// (stored uncompressed), text (compressed), zero runs inside data (holes),
+// sizes that do not end on a page, and a small file that stays buffered.
+func directTree(t *testing.T, src string) {
+	t.Helper()
+	rnd := rand.New(rand.NewPCG(7, 8))
+	random := make([]byte, 6<<20+123)
+	fillRandom(rnd, random)
+	writeFile(t, filepath.Join(src, "random.bin"), random)
+	text := make([]byte, 3<<20+4095)
+	fillText(rnd, text)
+	writeFile(t, filepath.Join(src, "text.txt"), text)
+	holes := append(append(bytes.Clone(random[:1<<20+17]), make([]byte, 2<<20)...), random[:1<<20]...)
+	writeFile(t, filepath.Join(src, "holes.img"), holes)
+	writeFile(t, filepath.Join(src, "small"), random[:200<<10])
+}
+
+func forceDirectFS(t *testing.T) {
+	t.Helper()
+	old := directFS
+	directFS = func(string) bool { return true }
+	t.Cleanup(func() { directFS = old })
+}
+
+// TestDirectRestore: large files are written with O_DIRECT and do not
+// fill the page cache; the result is identical to the source, holes
+// included. --no-direct-io (Buffered) writes nothing directly.
+func TestDirectRestore(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	directTree(t, src)
+	tr := backupTestRepo(t, src, 0)
+	r := tr.open(t)
+	defer r.Close()
+	forceDirectFS(t)
+
+	dst := filepath.Join(t.TempDir(), "dst")
+	res := mustRestore(t, r, tr.tree, restoreOpts(dst))
+	if !directSupported(t, filepath.Dir(dst)) {
+		// The kernel refused: the restore fell back to buffered writes.
+		testutil.CompareTrees(t, src, dst, compareOpts())
+		t.Skipf("O_DIRECT is not supported in %s: only the fallback was tested", filepath.Dir(dst))
+	}
+	if res.DirectBytes < 8<<20 {
+		t.Errorf("only %d bytes written with direct I/O", res.DirectBytes)
+	}
+	// Before anything reads the files: a directly written file has at most
+	// the pages of its blobs' unaligned edges in the page cache.
+	resident, total := residentPages(t, filepath.Join(dst, "random.bin"))
+	if resident > total/8 {
+		t.Errorf("random.bin: %d of %d pages in the page cache after a direct restore", resident, total)
+	}
+	testutil.CompareTrees(t, src, dst, compareOpts())
+
+	dst2 := filepath.Join(t.TempDir(), "dst")
+	opts := restoreOpts(dst2)
+	opts.Buffered = true
+	if res := mustRestore(t, r, tr.tree, opts); res.DirectBytes != 0 {
+		t.Errorf("Buffered restore wrote %d bytes directly", res.DirectBytes)
+	}
+	if resident, total := residentPages(t, filepath.Join(dst2, "random.bin")); resident < total/2 {
+		t.Errorf("control: only %d of %d pages cached after a buffered restore", resident, total)
+	}
+	testutil.CompareTrees(t, src, dst2, compareOpts())
+}
+
+// TestDirectRefused: when the kernel refuses O_DIRECT (EINVAL) at open or
+// at the first write, the restore switches to buffered writes, rewrites
+// the refused range and restores everything correctly.
+func TestDirectRefused(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	directTree(t, src)
+	tr := backupTestRepo(t, src, 0)
+	r := tr.open(t)
+	defer r.Close()
+	forceDirectFS(t)
+	for _, at := range []string{"open", "write"} {
+		t.Run(at, func(t *testing.T) {
+			var calls atomic.Int32
+			oldOpen, oldWrite := openDirect, pwriteDirect
+			defer func() { openDirect, pwriteDirect = oldOpen, oldWrite }()
+			if at == "open" {
+				openDirect = func(path string) (int, error) {
+					calls.Add(1)
+					return -1, &os.PathError{Op: "open", Path: path, Err: unix.EINVAL}
+				}
+			} else {
+				pwriteDirect = func(fd int, b []byte, off int64) error {
+					calls.Add(1)
+					if calls.Load() == 1 {
+						return fmt.Errorf("write at %d: %w", off, unix.EINVAL)
+					}
+					return oldWrite(fd, b, off)
+				}
+			}
+			dst := filepath.Join(t.TempDir(), "dst")
+			opts := restoreOpts(dst)
+			opts.Workers = 1 // one refusal, then no further attempt
+			res := mustRestore(t, r, tr.tree, opts)
+			if calls.Load() != 1 {
+				t.Errorf("direct I/O tried %d times, want once", calls.Load())
+			}
+			if res.DirectBytes != 0 {
+				t.Errorf("%d bytes counted as written directly", res.DirectBytes)
+			}
+			testutil.CompareTrees(t, src, dst, compareOpts())
+		})
+	}
+}
+
+// TestDirectWriteErrorReported: a real error of a direct write (not a
+// refusal) fails the file, names it, and leaves the others restored.
+func TestDirectWriteErrorReported(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	directTree(t, src)
+	tr := backupTestRepo(t, src, 0)
+	r := tr.open(t)
+	defer r.Close()
+	forceDirectFS(t)
+	old := pwriteDirect
+	defer func() { pwriteDirect = old }()
+	pwriteDirect = func(fd int, b []byte, off int64) error {
+		return fmt.Errorf("write at %d: %w", off, unix.ENOSPC)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	res, err := Restore(t.Context(), r, tr.tree, restoreOpts(dst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) == 0 {
+		t.Fatal("no error reported for failed direct writes")
+	}
+	for _, e := range res.Errors {
+		if !bytes.Contains([]byte(e.Error()), []byte("no space left")) {
+			t.Errorf("error does not name the cause: %v", e)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(dst, "small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(src, "small"))
+	if !bytes.Equal(got, want) {
+		t.Error("small file (buffered) not restored")
+	}
+}
