@@ -114,7 +114,8 @@ func (s *blobSaver) fail(err error) {
 func (s *blobSaver) newWriter() (*pack.FileWriter, error) {
 	var f *os.File
 	var err error
-	if a, ok := backend.AdopterOf(s.r.be); ok {
+	a, adopt := backend.AdopterOf(s.r.be)
+	if adopt {
 		f, err = a.CreateTemp(core.PackFile)
 	} else {
 		f, err = os.CreateTemp("", "cairn-pack-*")
@@ -125,7 +126,15 @@ func (s *blobSaver) newWriter() (*pack.FileWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pack.NewFileWriter(s.r.key, f), nil
+	w := pack.NewFileWriter(s.r.key, f)
+	if adopt {
+		// The pack becomes the repository file as it is, fsynced before
+		// it is published: writing it around the page cache loses nothing
+		// (pack.FileWriter.EnableDirect). A temporary file that is read
+		// back for an upload stays buffered.
+		w.EnableDirect()
+	}
+	return w, nil
 }
 
 // SaveResult describes the outcome of SaveBlob.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -27,35 +26,6 @@ func directSupported(t *testing.T, dir string) bool {
 	}
 	defer unix.Close(fd)
 	return pwriteFull(fd, alignedBuffer(directAlign), 0) == nil
-}
-
-// residentPages reports how many of path's pages are in the page cache.
-func residentPages(t *testing.T, path string) (resident, total int) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal("mincore:", errno)
-	}
-	for _, v := range vec {
-		if v&1 != 0 {
-			resident++
-		}
-	}
-	return resident, len(vec)
 }
 
 // directTree writes large files of every kind direct I/O meets: random
@@ -105,7 +75,7 @@ func TestDirectRestore(t *testing.T) {
 	}
 	// Before anything reads the files: a directly written file has at most
 	// the pages of its blobs' unaligned edges in the page cache.
-	resident, total := residentPages(t, filepath.Join(dst, "random.bin"))
+	resident, total := testutil.ResidentPages(t, filepath.Join(dst, "random.bin"))
 	if resident > total/8 {
 		t.Errorf("random.bin: %d of %d pages in the page cache after a direct restore", resident, total)
 	}
@@ -117,7 +87,7 @@ func TestDirectRestore(t *testing.T) {
 	if res := mustRestore(t, r, tr.tree, opts); res.DirectBytes != 0 {
 		t.Errorf("Buffered restore wrote %d bytes directly", res.DirectBytes)
 	}
-	if resident, total := residentPages(t, filepath.Join(dst2, "random.bin")); resident < total/2 {
+	if resident, total := testutil.ResidentPages(t, filepath.Join(dst2, "random.bin")); resident < total/2 {
 		t.Errorf("control: only %d of %d pages cached after a buffered restore", resident, total)
 	}
 	testutil.CompareTrees(t, src, dst2, compareOpts())

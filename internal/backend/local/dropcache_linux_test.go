@@ -6,45 +6,15 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-backup/cairn/internal/backend"
 	"github.com/cairn-backup/cairn/internal/core"
+	"github.com/cairn-backup/cairn/internal/testutil"
 )
-
-// residentPages reports how many of path's pages are in the page cache.
-func residentPages(t *testing.T, path string) (resident, total int) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal("mincore:", errno)
-	}
-	for _, v := range vec {
-		if v&1 != 0 {
-			resident++
-		}
-	}
-	return resident, len(vec)
-}
 
 // TestPackPagesDropped: a stored pack (saved or adopted) leaves the page
 // cache once it is durable, so a backup does not fill memory with packs it
@@ -71,7 +41,7 @@ func TestPackPagesDropped(t *testing.T) {
 	}
 	check := func(h backend.Handle, wantDropped bool) {
 		t.Helper()
-		res, total := residentPages(t, b.filename(h))
+		res, total := testutil.ResidentPages(t, b.filename(h))
 		t.Logf("%v: %d of %d pages resident", h.Type, res, total)
 		if wantDropped && res > total/10 {
 			t.Errorf("%v: %d of %d pages still cached after save", h, res, total)

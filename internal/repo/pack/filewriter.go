@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 
 	"github.com/cairn-backup/cairn/internal/core"
@@ -19,7 +20,9 @@ import (
 type FileWriter struct {
 	key       *crypto.Key
 	f         *os.File
-	bw        *bufio.Writer
+	bw        *bufio.Writer // buffered mode; allocated on first use
+	dio       *directBuf    // direct mode (O_DIRECT set on f) while non-nil
+	wasDirect bool          // EnableDirect succeeded: Finalize truncates
 	h         hash.Hash
 	blobs     []Blob
 	headerLen int
@@ -27,23 +30,128 @@ type FileWriter struct {
 	err       error // sticky write error
 }
 
+// bufferedSize is the bufio buffer of buffered mode.
+const bufferedSize = 1 << 20
+
 // NewFileWriter writes a pack into f, which must be empty.
 func NewFileWriter(key *crypto.Key, f *os.File) *FileWriter {
-	return &FileWriter{key: key, f: f, bw: bufio.NewWriterSize(f, 1<<20), h: sha256.New()}
+	return &FileWriter{key: key, f: f, h: sha256.New()}
 }
 
 // File returns the underlying file.
 func (w *FileWriter) File() *os.File { return w.f }
 
+// EnableDirect switches the writer to direct I/O (O_DIRECT on Linux):
+// blobs are gathered in a page-aligned buffer that is written straight to
+// the device, bypassing the page cache. It must be called right after
+// NewFileWriter, before any Add, and reports whether direct I/O is on.
+// When it returns false (other systems, a file system without direct
+// I/O, a larger alignment than 4096, data already added) the writer stays
+// buffered, exactly as without the call.
+//
+// Why: every pack is fsynced before it is published anyway, so bypassing
+// the page cache costs no durability, and on VMs that hand freed guest
+// pages back to the host (free page reporting) every fresh page-cache
+// page costs a host fault: on the 2-core Firecracker VM cairn is
+// benchmarked on, writing 2 GiB buffered took ~5.2 s of system time and
+// with O_DIRECT ~0.2 s (BenchmarkFileWriter: ~0.48 vs ~0.16 s per GiB of
+// fsynced packs).
+//
+// If the file system later refuses a direct write (EINVAL), the writer
+// clears O_DIRECT, writes the same bytes buffered and stays buffered.
+// Finalize writes the last block zero-padded to the alignment, truncates
+// the file to the exact pack size and clears O_DIRECT, so the finished
+// file reads like any other.
+func (w *FileWriter) EnableDirect() bool { return w.enableDirect(directBufSize) }
+
+func (w *FileWriter) enableDirect(size int) bool {
+	if w.dio != nil {
+		return true
+	}
+	if w.err != nil || w.dataLen > 0 || len(w.blobs) > 0 || (w.bw != nil && w.bw.Buffered() > 0) {
+		return false
+	}
+	if off, err := w.f.Seek(0, io.SeekCurrent); err != nil || off != 0 {
+		return false
+	}
+	if err := setDirect(w.f, true); err != nil {
+		return false
+	}
+	w.dio = getDirectBuf(size)
+	w.wasDirect = true
+	return true
+}
+
+// IsDirect reports whether the writer currently writes with direct I/O:
+// true after a successful EnableDirect until a fallback or Finalize.
+func (w *FileWriter) IsDirect() bool { return w.dio != nil }
+
 func (w *FileWriter) write(b []byte) error {
 	if w.err != nil {
 		return w.err
 	}
-	if _, err := w.bw.Write(b); err != nil {
+	if err := w.store(b); err != nil {
 		w.err = fmt.Errorf("write pack file %s: %w", w.f.Name(), err)
 		return w.err
 	}
 	w.h.Write(b)
+	return nil
+}
+
+// store hands b to the current mode's buffer.
+func (w *FileWriter) store(b []byte) error {
+	for len(b) > 0 && w.dio != nil {
+		d := w.dio
+		n := copy(d.buf[d.n:], b)
+		d.n += n
+		b = b[n:]
+		if d.n == len(d.buf) {
+			if err := w.flushDirect(d.n); err != nil {
+				return err
+			}
+		}
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if w.bw == nil {
+		w.bw = bufio.NewWriterSize(w.f, bufferedSize)
+	}
+	_, err := w.bw.Write(b)
+	return err
+}
+
+// flushDirect writes the direct buffer, of which the first real bytes are
+// pack data, padded with zeros to a multiple of directAlign. If the file
+// system refuses the direct write (EINVAL), it clears O_DIRECT, writes the
+// real bytes the refused write did not get out (from the file offset the
+// kernel advanced by exactly what it wrote) through the page cache, and
+// the writer stays buffered. Any other error is returned.
+func (w *FileWriter) flushDirect(real int) error {
+	d := w.dio
+	end := (real + directAlign - 1) &^ (directAlign - 1)
+	clear(d.buf[real:end])
+	n, err := directWrite(w.f, d.buf[:end])
+	if err == nil && n != end {
+		err = io.ErrShortWrite
+	}
+	if err == nil {
+		d.n = 0
+		return nil
+	}
+	if !directRefused(err) {
+		return err
+	}
+	if cerr := setDirect(w.f, false); cerr != nil {
+		return fmt.Errorf("direct write refused (%w), falling back: %w", err, cerr)
+	}
+	if n < real {
+		if _, err := w.f.Write(d.buf[n:real]); err != nil {
+			return err
+		}
+	}
+	w.dio = nil
+	putDirectBuf(d)
 	return nil
 }
 
@@ -112,10 +220,47 @@ func (w *FileWriter) Finalize() (core.ID, int64, error) {
 	if err := w.write(binary.LittleEndian.AppendUint32(nil, uint32(len(enc)))); err != nil {
 		return core.ID{}, 0, err
 	}
-	if err := w.bw.Flush(); err != nil {
-		return core.ID{}, 0, fmt.Errorf("write pack file %s: %w", w.f.Name(), err)
+	size := w.dataLen + int64(len(enc)) + 4
+	if err := w.flush(size); err != nil {
+		w.err = fmt.Errorf("write pack file %s: %w", w.f.Name(), err)
+		return core.ID{}, 0, w.err
 	}
 	var id core.ID
 	w.h.Sum(id[:0])
-	return id, w.dataLen + int64(len(enc)) + 4, nil
+	return id, size, nil
+}
+
+// flush writes out what is buffered. After direct I/O it cuts the zero
+// padding of the last block off (the file then holds exactly the size
+// bytes that were hashed), leaves the file offset at the end as buffered
+// writing does, and clears O_DIRECT so the file can be read with ordinary
+// buffers (an upload that is not an adoption reads it back).
+func (w *FileWriter) flush(size int64) error {
+	if d := w.dio; d != nil && d.n > 0 {
+		if err := w.flushDirect(d.n); err != nil {
+			return err
+		}
+	}
+	if w.bw != nil {
+		if err := w.bw.Flush(); err != nil {
+			return err
+		}
+	}
+	if !w.wasDirect {
+		return nil
+	}
+	if d := w.dio; d != nil {
+		if err := setDirect(w.f, false); err != nil {
+			return err
+		}
+		w.dio = nil
+		putDirectBuf(d)
+	}
+	if err := w.f.Truncate(size); err != nil {
+		return err
+	}
+	if _, err := w.f.Seek(size, io.SeekStart); err != nil {
+		return err
+	}
+	return nil
 }
