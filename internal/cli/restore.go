@@ -24,7 +24,7 @@ type restoreOptions struct {
 	delete    bool
 	verify    bool
 	dryRun    bool
-	buffered  bool
+	direct    bool
 	filter    snapshotFilterOptions
 }
 
@@ -39,10 +39,11 @@ SNAPSHOT:PATH restores only the directory PATH of the snapshot.
 Files whose data cannot be read (a damaged or missing pack) are named, every
 other file is restored, and the exit status is 1.
 
-On ext4, XFS and btrfs, files of 1 MiB and more are written with direct I/O
-(O_DIRECT): the restored data does not pass through the page cache, which
-saves a copy and leaves the machine's cache alone. --no-direct-io writes
-everything through the page cache.`,
+--direct-io writes files of 1 MiB and more with direct I/O (O_DIRECT) on
+ext4, XFS and btrfs: the restored data does not pass through the page cache,
+so a large restore does not evict what the machine has cached, and the data
+is on the device when restore exits. It saves CPU time but, as each write
+waits for the device, it is not faster on every machine.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRestore(cmd.Context(), g, o, args[0])
@@ -58,7 +59,7 @@ everything through the page cache.`,
 	f.BoolVar(&o.delete, "delete", false, "delete files in the target that are not in the snapshot")
 	f.BoolVar(&o.verify, "verify", false, "read restored files again and check them against the snapshot")
 	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be restored")
-	f.BoolVar(&o.buffered, "no-direct-io", false, "write every file through the page cache (no O_DIRECT)")
+	f.BoolVar(&o.direct, "direct-io", false, "write large files with O_DIRECT, around the page cache (ext4, XFS, btrfs)")
 	addSnapshotFilterFlags(cmd, &o.filter)
 	return cmd
 }
@@ -119,7 +120,7 @@ func runRestore(ctx context.Context, g *globalOptions, o restoreOptions, arg str
 	stop := g.startRestoreProgress(prog, start)
 	res, err := restorer.Restore(ctx, r, root, restorer.Options{
 		Target: o.target, Select: sel, Overwrite: ow, Delete: o.delete, Verify: o.verify,
-		DryRun: o.dryRun, Progress: prog, IgnoreOwnership: os.Geteuid() != 0, Buffered: o.buffered,
+		DryRun: o.dryRun, Progress: prog, IgnoreOwnership: os.Geteuid() != 0, Direct: o.direct,
 	})
 	stop()
 	if err != nil {

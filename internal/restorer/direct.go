@@ -9,21 +9,23 @@ import (
 	"github.com/cairn-backup/cairn/internal/fsnode"
 )
 
-// Direct I/O for the bulk of large files.
+// Direct I/O for the bulk of large files (Options.Direct, restore
+// --direct-io).
 //
 // A restore writes each byte once and does not read it again, so passing
-// the data of large files through the page cache only costs: a copy into
-// pages that must first be allocated (and evicting whatever the machine had
-// cached). On VMs that hand free memory back to the host the allocation is
-// the expensive part: on the 2-core benchmark VM, writing 2 GiB into fresh
-// page-cache pages cost 5.2 s of system time, with O_DIRECT 0.2 s, and a
-// restore of the benchmark corpus spent a third of its CPU time in that
-// copy. So the page-aligned middle of every blob of a file of at least
-// directMinFile bytes is written with O_DIRECT from an aligned buffer; the
-// unaligned head and tail of the blob (below 4 KiB each) and small files go
-// through the page cache as before. Both kinds of write never share a page,
-// so the kernel keeps them coherent without flushing. Zero pages are still
-// skipped (holes), exactly as writeSparse does.
+// the data of large files through the page cache costs a copy into pages
+// that must first be allocated, and evicts whatever the machine had
+// cached. With Direct, the page-aligned middle of every blob of a file of
+// at least directMinFile bytes is written with O_DIRECT from an aligned
+// buffer; the unaligned head and tail of the blob (below 4 KiB each) and
+// small files go through the page cache as before. Both kinds of write
+// never share a page, so the kernel keeps them coherent without flushing.
+// Zero pages are still skipped (holes), exactly as writeSparse does.
+//
+// It is not the default: every direct write waits for the device. On the
+// 2-core benchmark VM it saved 0.4-2.5 s of system time per corpus restore
+// (fresh page-cache pages are expensive there), but its wall time was
+// 0.2 s worse in an alternating comparison on a fresh file system.
 //
 // Only on file systems where O_DIRECT is a plain uncached write (ext4, XFS,
 // btrfs; see directFS): elsewhere (tmpfs, FUSE, network file systems) the

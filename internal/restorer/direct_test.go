@@ -62,9 +62,9 @@ func forceDirectFS(t *testing.T) {
 	t.Cleanup(func() { directFS = old })
 }
 
-// TestDirectRestore: large files are written with O_DIRECT and do not
-// fill the page cache; the result is identical to the source, holes
-// included. --no-direct-io (Buffered) writes nothing directly.
+// TestDirectRestore: with Direct, large files are written with O_DIRECT
+// and do not fill the page cache; the result is identical to the source,
+// holes included. Without it (the default) nothing is written directly.
 func TestDirectRestore(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	directTree(t, src)
@@ -74,7 +74,9 @@ func TestDirectRestore(t *testing.T) {
 	forceDirectFS(t)
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	res := mustRestore(t, r, tr.tree, restoreOpts(dst))
+	dopts := restoreOpts(dst)
+	dopts.Direct = true
+	res := mustRestore(t, r, tr.tree, dopts)
 	if !directSupported(t, filepath.Dir(dst)) {
 		// The kernel refused: the restore fell back to buffered writes.
 		testutil.CompareTrees(t, src, dst, compareOpts())
@@ -93,10 +95,8 @@ func TestDirectRestore(t *testing.T) {
 	testutil.CompareTrees(t, src, dst, compareOpts())
 
 	dst2 := filepath.Join(t.TempDir(), "dst")
-	opts := restoreOpts(dst2)
-	opts.Buffered = true
-	if res := mustRestore(t, r, tr.tree, opts); res.DirectBytes != 0 {
-		t.Errorf("Buffered restore wrote %d bytes directly", res.DirectBytes)
+	if res := mustRestore(t, r, tr.tree, restoreOpts(dst2)); res.DirectBytes != 0 {
+		t.Errorf("a default restore wrote %d bytes directly", res.DirectBytes)
 	}
 	if resident, total := testutil.ResidentPages(t, filepath.Join(dst2, "random.bin")); resident < total/2 {
 		t.Errorf("control: only %d of %d pages cached after a buffered restore", resident, total)
@@ -136,6 +136,7 @@ func TestDirectRefused(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "dst")
 			opts := restoreOpts(dst)
 			opts.Workers = 1 // one refusal, then no further attempt
+			opts.Direct = true
 			res := mustRestore(t, r, tr.tree, opts)
 			if calls.Load() != 1 {
 				t.Errorf("direct I/O tried %d times, want once", calls.Load())
@@ -163,7 +164,9 @@ func TestDirectWriteErrorReported(t *testing.T) {
 		return fmt.Errorf("write at %d: %w", off, unix.ENOSPC)
 	}
 	dst := filepath.Join(t.TempDir(), "dst")
-	res, err := Restore(t.Context(), r, tr.tree, restoreOpts(dst))
+	opts := restoreOpts(dst)
+	opts.Direct = true
+	res, err := Restore(t.Context(), r, tr.tree, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

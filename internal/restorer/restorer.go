@@ -87,9 +87,9 @@ type Options struct {
 	IgnoreOwnership bool
 	Progress        *Progress
 	DryRun          bool
-	// Buffered writes every file through the page cache; by default large
-	// files on ext4, XFS and btrfs are written with direct I/O (direct.go).
-	Buffered bool
+	// Direct writes large files on ext4, XFS and btrfs with direct I/O,
+	// around the page cache (direct.go); by default everything is buffered.
+	Direct bool
 }
 
 // Progress counts work; updated atomically.
@@ -193,7 +193,7 @@ func Restore(ctx context.Context, r *repo.Repository, rootID core.ID, opts Optio
 		if fresh, err = makeTarget(opts.Target); err != nil {
 			return nil, err
 		}
-		rs.direct.Store(!opts.Buffered && directFS(opts.Target))
+		rs.direct.Store(opts.Direct && directFS(opts.Target))
 	}
 	rs.trees = newTreeLoader(ctx, r, min(opts.Workers, maxTreeLoaders))
 	rs.creator = newCreator()
