@@ -70,6 +70,9 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	dst := filepath.Join(tmp, "dst")
 	mustCairn(t, "-r", repoDir, "restore", "latest", "--target", dst, "--verify")
 	testutil.CompareTrees(t, src, filepath.Join(dst, src), restoreCompare())
+	dst2 := filepath.Join(tmp, "dst-direct")
+	mustCairn(t, "-r", repoDir, "restore", "latest", "--target", dst2, "--verify", "--direct-io")
+	testutil.CompareTrees(t, src, filepath.Join(dst2, src), restoreCompare())
 
 	// an unchanged second backup reads nothing again and adds no data
 	out = mustCairn(t, "-r", repoDir, "backup", "--json", src)
