@@ -73,6 +73,9 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	dst2 := filepath.Join(tmp, "dst-direct")
 	mustCairn(t, "-r", repoDir, "restore", "latest", "--target", dst2, "--verify", "--direct-io")
 	testutil.CompareTrees(t, src, filepath.Join(dst2, src), restoreCompare())
+	if r := cairn(t, "-r", repoDir, "restore", "latest", "--target", filepath.Join(tmp, "dst-x"), "--direct-io=maybe"); r.code == 0 || !strings.Contains(r.stderr, "want auto, on or off") {
+		t.Fatalf("--direct-io=maybe: exit %d, stderr %q", r.code, r.stderr)
+	}
 
 	// an unchanged second backup reads nothing again and adds no data
 	out = mustCairn(t, "-r", repoDir, "backup", "--json", src)

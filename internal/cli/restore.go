@@ -24,7 +24,7 @@ type restoreOptions struct {
 	delete    bool
 	verify    bool
 	dryRun    bool
-	direct    bool
+	direct    string
 	filter    snapshotFilterOptions
 }
 
@@ -39,11 +39,13 @@ SNAPSHOT:PATH restores only the directory PATH of the snapshot.
 Files whose data cannot be read (a damaged or missing pack) are named, every
 other file is restored, and the exit status is 1.
 
---direct-io writes files of 1 MiB and more with direct I/O (O_DIRECT) on
+--direct-io=on writes files of 1 MiB and more with direct I/O (O_DIRECT) on
 ext4, XFS and btrfs: the restored data does not pass through the page cache,
 so a large restore does not evict what the machine has cached, and the data
-is on the device when restore exits. It saves CPU time but, as each write
-waits for the device, it is not faster on every machine.`,
+is on the device when restore exits. Each write waits for the device, so it
+is not faster everywhere; the default, auto, uses it on VMs with free page
+reporting (a virtio balloon that hands freed memory back to the host), where
+filling the page cache is slow. --direct-io=off never uses it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRestore(cmd.Context(), g, o, args[0])
@@ -59,7 +61,8 @@ waits for the device, it is not faster on every machine.`,
 	f.BoolVar(&o.delete, "delete", false, "delete files in the target that are not in the snapshot")
 	f.BoolVar(&o.verify, "verify", false, "read restored files again and check them against the snapshot")
 	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be restored")
-	f.BoolVar(&o.direct, "direct-io", false, "write large files with O_DIRECT, around the page cache (ext4, XFS, btrfs)")
+	f.StringVar(&o.direct, "direct-io", "auto", "write large files with O_DIRECT, around the page cache (ext4, XFS, btrfs): auto, on or off")
+	f.Lookup("direct-io").NoOptDefVal = "on"
 	addSnapshotFilterFlags(cmd, &o.filter)
 	return cmd
 }
@@ -83,6 +86,10 @@ func runRestore(ctx context.Context, g *globalOptions, o restoreOptions, arg str
 	ow, err := restorer.ParseOverwrite(o.overwrite)
 	if err != nil {
 		return err
+	}
+	direct, err := restorer.ParseDirectMode(o.direct)
+	if err != nil {
+		return fmt.Errorf("--direct-io: %w", err)
 	}
 	sel, err := buildRestoreSelect(o)
 	if err != nil {
@@ -120,7 +127,7 @@ func runRestore(ctx context.Context, g *globalOptions, o restoreOptions, arg str
 	stop := g.startRestoreProgress(prog, start)
 	res, err := restorer.Restore(ctx, r, root, restorer.Options{
 		Target: o.target, Select: sel, Overwrite: ow, Delete: o.delete, Verify: o.verify,
-		DryRun: o.dryRun, Progress: prog, IgnoreOwnership: os.Geteuid() != 0, Direct: o.direct,
+		DryRun: o.dryRun, Progress: prog, IgnoreOwnership: os.Geteuid() != 0, Direct: direct,
 	})
 	stop()
 	if err != nil {

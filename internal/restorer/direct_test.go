@@ -75,7 +75,7 @@ func TestDirectRestore(t *testing.T) {
 
 	dst := filepath.Join(t.TempDir(), "dst")
 	dopts := restoreOpts(dst)
-	dopts.Direct = true
+	dopts.Direct = DirectOn
 	res := mustRestore(t, r, tr.tree, dopts)
 	if !directSupported(t, filepath.Dir(dst)) {
 		// The kernel refused: the restore fell back to buffered writes.
@@ -102,6 +102,58 @@ func TestDirectRestore(t *testing.T) {
 		t.Errorf("control: only %d of %d pages cached after a buffered restore", resident, total)
 	}
 	testutil.CompareTrees(t, src, dst2, compareOpts())
+
+	// DirectAuto follows the machine: direct only where pages are costly
+	for _, costly := range []bool{true, false} {
+		old := costlyPages
+		costlyPages = func() bool { return costly }
+		opts := restoreOpts(filepath.Join(t.TempDir(), "dst"))
+		opts.Direct = DirectAuto
+		res := mustRestore(t, r, tr.tree, opts)
+		costlyPages = old
+		if got := res.DirectBytes > 0; got != costly {
+			t.Errorf("auto with costly pages %v: %d bytes written directly", costly, res.DirectBytes)
+		}
+		testutil.CompareTrees(t, src, opts.Target, compareOpts())
+	}
+}
+
+// TestFreePageReporting reads the virtio balloon's negotiated features
+// from a sysfs tree.
+func TestFreePageReporting(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		devices map[string][2]string // name -> device ID, features
+		want    bool
+	}{
+		{"none", nil, false},
+		{"balloon-reporting", map[string][2]string{"virtio0": {"0x0005", "0110010100000000"}, "virtio1": {"0x0002", "0010001001100100"}}, true},
+		{"balloon-without", map[string][2]string{"virtio0": {"0x0005", "0110000100000000"}}, false},
+		{"other-device-bit5", map[string][2]string{"virtio0": {"0x0001", "1100010110111011"}}, false},
+		{"short-features", map[string][2]string{"virtio0": {"0x0005", "011"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.devices != nil {
+				for name, v := range tc.devices {
+					dir := filepath.Join(root, "bus", "virtio", "devices", name)
+					writeFile(t, filepath.Join(dir, "device"), []byte(v[0]+"\n"))
+					writeFile(t, filepath.Join(dir, "features"), []byte(v[1]+"\n"))
+				}
+			}
+			if got := freePageReporting(root); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	for _, s := range []string{"auto", "on", "off"} {
+		if _, err := ParseDirectMode(s); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := ParseDirectMode("yes"); err == nil {
+		t.Error("ParseDirectMode accepted yes")
+	}
 }
 
 // TestDirectRefused: when the kernel refuses O_DIRECT (EINVAL) at open or
@@ -136,7 +188,7 @@ func TestDirectRefused(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "dst")
 			opts := restoreOpts(dst)
 			opts.Workers = 1 // one refusal, then no further attempt
-			opts.Direct = true
+			opts.Direct = DirectOn
 			res := mustRestore(t, r, tr.tree, opts)
 			if calls.Load() != 1 {
 				t.Errorf("direct I/O tried %d times, want once", calls.Load())
@@ -165,7 +217,7 @@ func TestDirectWriteErrorReported(t *testing.T) {
 	}
 	dst := filepath.Join(t.TempDir(), "dst")
 	opts := restoreOpts(dst)
-	opts.Direct = true
+	opts.Direct = DirectOn
 	res, err := Restore(t.Context(), r, tr.tree, opts)
 	if err != nil {
 		t.Fatal(err)

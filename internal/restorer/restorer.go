@@ -87,9 +87,10 @@ type Options struct {
 	IgnoreOwnership bool
 	Progress        *Progress
 	DryRun          bool
-	// Direct writes large files on ext4, XFS and btrfs with direct I/O,
-	// around the page cache (direct.go); by default everything is buffered.
-	Direct bool
+	// Direct says when large files on ext4, XFS and btrfs are written with
+	// direct I/O, around the page cache (direct.go). The zero value is
+	// DirectOff.
+	Direct DirectMode
 }
 
 // Progress counts work; updated atomically.
@@ -193,7 +194,7 @@ func Restore(ctx context.Context, r *repo.Repository, rootID core.ID, opts Optio
 		if fresh, err = makeTarget(opts.Target); err != nil {
 			return nil, err
 		}
-		rs.direct.Store(opts.Direct && directFS(opts.Target))
+		rs.direct.Store(opts.Direct.use(opts.Target))
 	}
 	rs.trees = newTreeLoader(ctx, r, min(opts.Workers, maxTreeLoaders))
 	rs.creator = newCreator()
