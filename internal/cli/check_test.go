@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -67,11 +69,19 @@ func openTestRepo(t *testing.T, dir string) *repo.Repository {
 func repoFiles(t *testing.T, dir string, typ core.FileType) []string {
 	t.Helper()
 	var out []string
-	err := filepath.Walk(filepath.Join(dir, typ.String()), func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
+	root := filepath.Join(dir, typ.String())
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			if p != root && errors.Is(err, fs.ErrNotExist) {
+				return nil // removed or renamed while listed (a concurrent command)
+			}
+			return err
+		}
+		// temporary files of an upload in progress are not repository files
+		if fi.Mode().IsRegular() && !strings.Contains(fi.Name(), "-tmp-") {
 			out = append(out, p)
 		}
-		return err
+		return nil
 	})
 	if err != nil || len(out) == 0 {
 		t.Fatalf("no %v files: %v", typ, err)

@@ -386,8 +386,15 @@ func TestRestoreDamagedPack(t *testing.T) {
 					t.Errorf("%s neither restored nor reported", n)
 				}
 			}
-			if named == 0 || named == 3 {
+			// Blobs go to two packers at random, so the largest pack can
+			// hold a blob of every file: then all three are damaged, and
+			// every report must name that pack.
+			allInPack := named == 3 && strings.Count(fmt.Sprint(res.Errors), id.Str()) >= 3
+			if named == 0 || (named == 3 && !allInPack) {
 				t.Fatalf("%d of 3 files reported damaged: %v", named, res.Errors)
+			}
+			if allInPack {
+				t.Logf("the damaged pack %v holds blobs of all three files", id.Str())
 			}
 			// the small file's blob may share the damaged pack (blobs are
 			// packed in the order the savers finish): if the pack is gone or
