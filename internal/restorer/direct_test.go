@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-backup/cairn/internal/repo"
 	"github.com/cairn-backup/cairn/internal/testutil"
 )
 
@@ -55,6 +56,19 @@ func inMemoryFS(t *testing.T, dir string) bool {
 	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
 }
 
+// directSetup backs up a directTree and opens the repository, with
+// direct I/O allowed on every file system (the kernel may still refuse).
+func directSetup(t *testing.T) (string, *testRepo, *repo.Repository) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	directTree(t, src)
+	tr := backupTestRepo(t, src, 0)
+	r := tr.open(t)
+	t.Cleanup(func() { r.Close() })
+	forceDirectFS(t)
+	return src, tr, r
+}
+
 func forceDirectFS(t *testing.T) {
 	t.Helper()
 	old := directFS
@@ -66,12 +80,7 @@ func forceDirectFS(t *testing.T) {
 // and do not fill the page cache; the result is identical to the source,
 // holes included. Without it (the default) nothing is written directly.
 func TestDirectRestore(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "src")
-	directTree(t, src)
-	tr := backupTestRepo(t, src, 0)
-	r := tr.open(t)
-	defer r.Close()
-	forceDirectFS(t)
+	src, tr, r := directSetup(t)
 
 	dst := filepath.Join(t.TempDir(), "dst")
 	dopts := restoreOpts(dst)
@@ -160,12 +169,7 @@ func TestFreePageReporting(t *testing.T) {
 // at the first write, the restore switches to buffered writes, rewrites
 // the refused range and restores everything correctly.
 func TestDirectRefused(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "src")
-	directTree(t, src)
-	tr := backupTestRepo(t, src, 0)
-	r := tr.open(t)
-	defer r.Close()
-	forceDirectFS(t)
+	src, tr, r := directSetup(t)
 	for _, at := range []string{"open", "write"} {
 		t.Run(at, func(t *testing.T) {
 			var calls atomic.Int32
@@ -204,12 +208,7 @@ func TestDirectRefused(t *testing.T) {
 // TestDirectWriteErrorReported: a real error of a direct write (not a
 // refusal) fails the file, names it, and leaves the others restored.
 func TestDirectWriteErrorReported(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "src")
-	directTree(t, src)
-	tr := backupTestRepo(t, src, 0)
-	r := tr.open(t)
-	defer r.Close()
-	forceDirectFS(t)
+	src, tr, r := directSetup(t)
 	old := pwriteDirect
 	defer func() { pwriteDirect = old }()
 	pwriteDirect = func(fd int, b []byte, off int64) error {
