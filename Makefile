@@ -10,6 +10,9 @@ GOTESTFLAGS ?=
 TESTTIMEOUT ?= 25m
 # Per-target time of the short fuzz pass (scripts/fuzz-short.sh).
 FUZZTIME  ?= 5s
+# Platforms that must build and vet besides linux/amd64 (make cross). Only
+# Linux is tested; test files that only make sense there say //go:build linux.
+CROSS     ?= darwin/arm64 darwin/amd64 freebsd/amd64 linux/386 linux/arm64
 # Benchmarks: pattern, repetitions, and where the results are written.
 BENCH     ?= .
 BENCHCOUNT ?= 6
@@ -17,12 +20,13 @@ BENCHOUT  ?= bin/bench.txt
 
 export FUZZTIME
 
-.PHONY: all build check deps test fmt-check vet unit fuzz stress bench clean
+.PHONY: all build check cross deps test fmt-check vet unit fuzz stress bench clean
 
 all: build
 
-# check: the README's test command — install every tool the tests need, then test.
-check: deps test
+# check: the README's test command — install every tool the tests need,
+# check that the other platforms build, then test.
+check: deps cross test
 
 deps:
 	bash scripts/install-deps.sh </dev/null
@@ -47,6 +51,16 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# cross: go build and go vet (which also compiles the tests) for every
+# platform in CROSS.
+cross:
+	@for p in $(CROSS); do \
+		echo "cross: $$p"; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build $(PKGS); \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet $(PKGS); \
+	done; \
+	echo "cross: ok"
 
 unit:
 	$(GO) test -race -timeout $(TESTTIMEOUT) $(GOTESTFLAGS) $(PKGS)

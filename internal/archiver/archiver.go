@@ -750,8 +750,8 @@ func (e *fatalError) Error() string { return e.err.Error() }
 
 // saveFileContent reads, chunks and saves one file's content.
 func (a *Archiver) saveFileContent(path string, prev *tree.Node, st *workerState) (core.IDs, uint64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
-	if err != nil && errors.Is(err, syscall.EPERM) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|oNoAtime, 0)
+	if err != nil && oNoAtime != 0 && errors.Is(err, syscall.EPERM) {
 		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	}
 	if err != nil {

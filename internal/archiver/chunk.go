@@ -158,7 +158,7 @@ func (c *chunkReader) segment() error {
 	case errors.Is(err, unix.ENXIO): // at or beyond the end
 		c.segEnd, c.segHole = 1<<62, false
 		return nil
-	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
+	case seekHoleUnsupported(err):
 		c.f = nil // no hole support here: read everything
 		c.segEnd, c.segHole = 1<<62, false
 		return nil

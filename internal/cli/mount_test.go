@@ -1,3 +1,8 @@
+//go:build linux && !386 && !arm && !mips && !mipsle
+
+// The test mounts with /dev/fuse and unmounts with fusermount3 (Linux), and
+// mount has FUSE only where go-fuse builds (mount_fuse.go).
+
 package cli
 
 import (

@@ -21,7 +21,7 @@ func TestProgressOnTerminalOnly(t *testing.T) {
 	os.MkdirAll(src, 0o755)
 	big := make([]byte, 48<<20)
 	for i := range big {
-		big[i] = byte(i * 2654435761 >> 13)
+		big[i] = byte(uint32(i) * 2654435761 >> 13) // bits 13-20 of i*2654435761, as uint32 for 32-bit ints
 	}
 	os.WriteFile(filepath.Join(src, "big"), big, 0o644)
 	repoDir := filepath.Join(tmp, "repo")

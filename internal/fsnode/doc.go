@@ -2,8 +2,9 @@
 // restic 0.14 does (so that cairn's trees hash like restic's), and writes it
 // back when restoring: special files, ownership, permissions, extended
 // attributes and timestamps. It also holds small restore helpers for sparse
-// files and hard links. The metadata functions are Linux-only; the sparse
-// and hard link helpers are portable.
+// files and hard links. The metadata functions build on Linux, macOS and
+// FreeBSD (and are tested on Linux); the sparse and hard link helpers are
+// portable.
 //
 // What restic 0.14 stores, and so what NodeFromPath fills:
 //   - name: fi.Name(); mode: fi.Mode() masked to permission, type, setuid,

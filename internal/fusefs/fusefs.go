@@ -1,6 +1,5 @@
-// Package fusefs presents a repository's snapshots as a read-only FUSE
-// file system: /ids/<id>, /snapshots/<time> (plus "latest"),
-// /hosts/<host>/<time> and /tags/<tag>/<time>.
+//go:build darwin || freebsd || (linux && !386 && !arm && !mips && !mipsle)
+
 package fusefs
 
 import (

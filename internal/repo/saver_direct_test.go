@@ -1,3 +1,7 @@
+//go:build linux
+
+// Direct I/O (O_DIRECT, statx STATX_DIOALIGN) is used only on Linux.
+
 package repo
 
 import (

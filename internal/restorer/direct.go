@@ -35,9 +35,9 @@ import (
 // direct in another (when the host made pages cheap). DirectAuto (the CLI's
 // default) therefore uses direct I/O only on such VMs (freePageReporting).
 //
-// Only on file systems where O_DIRECT is a plain uncached write (ext4, XFS,
-// btrfs; see directFS): elsewhere (tmpfs, FUSE, network file systems) the
-// restore stays buffered. If the kernel still refuses an O_DIRECT open or
+// Only on Linux, and there only on file systems where O_DIRECT is a plain
+// uncached write (ext4, XFS, btrfs; see directFS): elsewhere (tmpfs, FUSE,
+// network file systems, other systems) the restore stays buffered. If the kernel still refuses an O_DIRECT open or
 // write with EINVAL, the restore switches to buffered writes for the rest
 // of its files and writes that piece buffered; nothing is lost.
 const (
@@ -113,35 +113,10 @@ func ParseDirectMode(s string) (DirectMode, error) {
 	return DirectOff, fmt.Errorf("direct I/O mode %q: want auto, on or off", s)
 }
 
-// File system magic numbers (statfs f_type) where direct I/O is used.
-const (
-	ext4Magic  = 0xEF53
-	xfsMagic   = 0x58465342
-	btrfsMagic = 0x9123683E
-)
-
-// directFS reports whether the file system holding dir is one where
-// restores write large files with O_DIRECT. A variable for tests.
-var directFS = func(dir string) bool {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return false
-	}
-	switch uint32(st.Type) {
-	case ext4Magic, xfsMagic, btrfsMagic:
-		return true
-	}
-	return false
-}
-
-// openDirect and pwriteDirect open and write O_DIRECT handles. Variables
-// so that tests can make the kernel "refuse" direct I/O.
-var (
-	openDirect = func(path string) (int, error) {
-		return openFD(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_DIRECT, 0)
-	}
-	pwriteDirect = pwriteFull
-)
+// openDirect (per platform: direct_linux.go, direct_other.go) and
+// pwriteDirect open and write O_DIRECT handles. Variables so that tests
+// can make the kernel "refuse" direct I/O.
+var pwriteDirect = pwriteFull
 
 // errDirectRefused reports that the kernel refused direct I/O (EINVAL);
 // the caller writes the same bytes buffered.
@@ -194,7 +169,7 @@ func (rs *restorer) writeData(fs *fileState, fd int, buf []byte, off int64, bufs
 func (rs *restorer) writeDirect(fs *fileState, mid []byte, off int64, bufs *packBufs) (int64, error) {
 	dfd, err := openDirect(fs.path)
 	if err != nil {
-		if errors.Is(err, unix.EINVAL) {
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, errors.ErrUnsupported) {
 			rs.direct.Store(false)
 			return 0, errDirectRefused
 		}

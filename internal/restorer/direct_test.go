@@ -1,3 +1,7 @@
+//go:build linux
+
+// Direct I/O (O_DIRECT, statfs magic numbers) is used only on Linux.
+
 package restorer
 
 import (
@@ -53,7 +57,8 @@ func inMemoryFS(t *testing.T, dir string) bool {
 	if err := unix.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+	// f_type is an int32 on 32-bit systems: compare the 32-bit magic.
+	return uint32(st.Type) == unix.TMPFS_MAGIC || uint32(st.Type) == unix.RAMFS_MAGIC
 }
 
 // directSetup backs up a directTree and opens the repository, with

@@ -122,7 +122,8 @@ type node struct {
 	err    error             // reading xattrs or the link target failed
 }
 
-func (n *node) typ() uint32 { return n.st.Mode & unix.S_IFMT }
+// typ is the file type bits of the mode (a uint16 on some systems).
+func (n *node) typ() uint32 { return uint32(n.st.Mode) & unix.S_IFMT }
 
 // walkTree lists every entry below root (root included as "."), never
 // following symlinks.
@@ -218,7 +219,7 @@ func readXattrs(path string, ignore func(string) bool) (map[string][]byte, error
 				val = make([]byte, len(val)*4)
 				continue
 			}
-			if errors.Is(err, unix.ENODATA) {
+			if errors.Is(err, errNoXattr) {
 				break // removed since listing
 			}
 			if err != nil {
@@ -252,16 +253,18 @@ func typeName(mode uint32) string {
 }
 
 func fmtTime(ts unix.Timespec) string {
-	return time.Unix(ts.Sec, ts.Nsec).UTC().Format(time.RFC3339Nano)
+	return time.Unix(ts.Unix()).UTC().Format(time.RFC3339Nano)
 }
 
 // timeDiffers reports whether a and b differ by more than tol.
 func timeDiffers(a, b unix.Timespec, tol time.Duration) bool {
-	ds := a.Sec - b.Sec
+	as, ans := a.Unix()
+	bs, bns := b.Unix()
+	ds := as - bs
 	if ds > 1<<32 || ds < -(1<<32) {
 		return true
 	}
-	d := time.Duration(ds)*time.Second + time.Duration(a.Nsec-b.Nsec)
+	d := time.Duration(ds)*time.Second + time.Duration(ans-bns)
 	if d < 0 {
 		d = -d
 	}
@@ -306,7 +309,7 @@ func DiffTrees(want, got string, opts CompareOptions) ([]Diff, error) {
 		g, ok := gn[rel]
 		if !ok {
 			if !ancestorMissing(rel, gn) {
-				add(rel, DiffMissing, "%s in want, missing in got%s", typeName(w.st.Mode), below(rel, wn))
+				add(rel, DiffMissing, "%s in want, missing in got%s", typeName(uint32(w.st.Mode)), below(rel, wn))
 			}
 			continue
 		}
@@ -323,7 +326,7 @@ func DiffTrees(want, got string, opts CompareOptions) ([]Diff, error) {
 	}
 	sort.Strings(extra)
 	for _, rel := range extra {
-		add(rel, DiffExtra, "%s in got, not in want%s", typeName(gn[rel].st.Mode), below(rel, gn))
+		add(rel, DiffExtra, "%s in got, not in want%s", typeName(uint32(gn[rel].st.Mode)), below(rel, gn))
 	}
 	if !opts.IgnoreHardLinks {
 		compareLinks(wn, gn, "want", "got", add)
@@ -365,7 +368,7 @@ func compareNode(w, g *node, opts CompareOptions, add func(rel, kind, format str
 		add(rel, DiffError, "reading entry: want: %v; got: %v", w.err, g.err)
 	}
 	if w.typ() != g.typ() {
-		add(rel, DiffType, "want %s, got %s", typeName(w.st.Mode), typeName(g.st.Mode))
+		add(rel, DiffType, "want %s, got %s", typeName(uint32(w.st.Mode)), typeName(uint32(g.st.Mode)))
 		return
 	}
 	typ := w.typ()
@@ -417,7 +420,7 @@ func compareNode(w, g *node, opts CompareOptions, add func(rel, kind, format str
 	case unix.S_IFCHR, unix.S_IFBLK:
 		if w.st.Rdev != g.st.Rdev {
 			add(rel, DiffDevice, "want %d:%d, got %d:%d",
-				unix.Major(w.st.Rdev), unix.Minor(w.st.Rdev), unix.Major(g.st.Rdev), unix.Minor(g.st.Rdev))
+				unix.Major(uint64(w.st.Rdev)), unix.Minor(uint64(w.st.Rdev)), unix.Major(uint64(g.st.Rdev)), unix.Minor(uint64(g.st.Rdev)))
 		}
 	}
 	if !opts.IgnoreXattrs && w.xattrs != nil && g.xattrs != nil {
@@ -454,7 +457,7 @@ func compareLinks(a, b map[string]*node, aName, bName string, add func(rel, kind
 		if n.typ() == unix.S_IFDIR || n.st.Nlink < 2 {
 			continue
 		}
-		k := inode{n.st.Dev, n.st.Ino}
+		k := inode{uint64(n.st.Dev), n.st.Ino}
 		groups[k] = append(groups[k], rel)
 	}
 	for _, names := range groups {
@@ -472,7 +475,7 @@ func compareLinks(a, b map[string]*node, aName, bName string, add func(rel, kind
 			if !ok || bn.typ() == unix.S_IFDIR {
 				continue // reported as missing or type change
 			}
-			k := inode{bn.st.Dev, bn.st.Ino}
+			k := inode{uint64(bn.st.Dev), bn.st.Ino}
 			i, ok := partOf[k]
 			if !ok {
 				i = len(parts)
@@ -503,12 +506,13 @@ func compareLinks(a, b map[string]*node, aName, bName string, add func(rel, kind
 }
 
 // openNoAtime opens path for reading without updating its atime where the
-// kernel allows (O_NOATIME needs ownership or CAP_FOWNER), so that comparing
-// trees does not change what a later comparison with CheckAtime sees.
+// kernel allows (Linux's O_NOATIME needs ownership or CAP_FOWNER; other
+// systems have no such flag, oNoAtime is 0 there), so that comparing trees
+// does not change what a later comparison with CheckAtime sees.
 func openNoAtime(path string, flags int) (*os.File, error) {
 	flags |= unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW
-	fd, err := unix.Open(path, flags|unix.O_NOATIME, 0)
-	if errors.Is(err, unix.EPERM) {
+	fd, err := unix.Open(path, flags|oNoAtime, 0)
+	if oNoAtime != 0 && errors.Is(err, unix.EPERM) {
 		fd, err = unix.Open(path, flags, 0)
 	}
 	if err != nil {
@@ -585,9 +589,9 @@ func treeManifest(dir string) (map[string]string, error) {
 			}
 			m[rel] = "symlink:" + n.target
 		case unix.S_IFCHR, unix.S_IFBLK:
-			m[rel] = fmt.Sprintf("%s:%d:%d", typeName(n.st.Mode), unix.Major(n.st.Rdev), unix.Minor(n.st.Rdev))
+			m[rel] = fmt.Sprintf("%s:%d:%d", typeName(uint32(n.st.Mode)), unix.Major(uint64(n.st.Rdev)), unix.Minor(uint64(n.st.Rdev)))
 		default:
-			m[rel] = typeName(n.st.Mode)
+			m[rel] = typeName(uint32(n.st.Mode))
 		}
 	}
 	return m, nil

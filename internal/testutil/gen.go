@@ -90,8 +90,8 @@ type genEntry struct {
 	uid    int    // -1: leave as created
 	gid    int
 	xattrs []xattrKV
-	mtime  unix.Timespec
-	atime  unix.Timespec
+	mtime  time.Time
+	atime  time.Time
 }
 
 type planner struct {
@@ -123,11 +123,11 @@ func (p *planner) randBytes(key string, n int) []byte {
 
 // pastTime returns a deterministic time in 2001..2021 with a non-zero
 // nanosecond part.
-func pastTime(r *rand.ChaCha8) unix.Timespec {
+func pastTime(r *rand.ChaCha8) time.Time {
 	const base = 978307200 // 2001-01-01T00:00:00Z
 	sec := base + int64(r.Uint64()%(20*365*86400))
 	nsec := 1 + int64(r.Uint64()%999_999_999)
-	return unix.Timespec{Sec: sec, Nsec: nsec}
+	return time.Unix(sec, nsec)
 }
 
 func (p *planner) add(e *genEntry) *genEntry {
@@ -140,7 +140,7 @@ func (p *planner) add(e *genEntry) *genEntry {
 	r := p.rng("times:" + e.rel)
 	e.mtime = pastTime(r)
 	// atime after mtime, as on a file read after it was written.
-	e.atime = unix.Timespec{Sec: e.mtime.Sec + 1 + int64(r.Uint64()%1_000_000), Nsec: 1 + int64(r.Uint64()%999_999_999)}
+	e.atime = time.Unix(e.mtime.Unix()+1+int64(r.Uint64()%1_000_000), 1+int64(r.Uint64()%999_999_999))
 	if e.uid == 0 && e.gid == 0 {
 		e.uid, e.gid = -1, -1
 	}
@@ -408,7 +408,8 @@ func (p *planner) plan(root bool) {
 
 	// Times: fixed past times with nanoseconds everywhere (see add); some
 	// extreme ones here.
-	p.bytesFile("times/whole-second", 0o644, []byte("ns = 0\n")).mtime.Nsec = 0
+	ws := p.bytesFile("times/whole-second", 0o644, []byte("ns = 0\n"))
+	ws.mtime = time.Unix(ws.mtime.Unix(), 0)
 	if !o.SkipExtremeTimes {
 		p.bytesFile("times/pre-epoch", 0o644, []byte("1969\n")).setMtime(time.Date(1969, 7, 20, 20, 17, 40, 123456789, time.UTC))
 		p.bytesFile("times/epoch", 0o644, []byte("1970\n")).setMtime(time.Unix(0, 0))
@@ -434,7 +435,7 @@ func (e *genEntry) setOwner(uid, gid int) *genEntry {
 }
 
 func (e *genEntry) setMtime(t time.Time) *genEntry {
-	e.mtime = unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
+	e.mtime = t
 	return e
 }
 
@@ -484,7 +485,8 @@ func (p *planner) sparseFile(rel string, size int64, data map[int64]int) {
 //   - user.* extended attributes on files and a directory (xattr/)
 //
 // Parts that cannot be created here (devices without privilege, xattrs on a
-// filesystem without them) are skipped and listed in the report's Skipped.
+// filesystem without them, times after 2038 on 32-bit systems) are skipped
+// and listed in the report's Skipped.
 // Any other failure fails the test.
 func GenerateTree(t testing.TB, dir string, opts GenOptions) *GenReport {
 	t.Helper()
@@ -553,7 +555,7 @@ func generateTree(root string, opts GenOptions) (*GenReport, error) {
 			if e.kind == gBlockDev {
 				typ = unix.S_IFBLK
 			}
-			if err = unix.Mknod(path, typ|0o600, int(e.dev)); isPermission(err) {
+			if err = mknod(path, typ|0o600, e.dev); isPermission(err) {
 				skip("devices", err)
 				devSkipped = true
 				continue
@@ -623,7 +625,9 @@ func generateTree(root string, opts GenOptions) (*GenReport, error) {
 				return nil, fmt.Errorf("chmod %q: %w", e.rel, err)
 			}
 		}
-		if err := setTimes(path, e); err != nil {
+		if err := setTimes(path, e); errors.Is(err, errTimeRange) {
+			skip("times", fmt.Errorf("%q: %w", e.rel, err))
+		} else if err != nil {
 			return nil, fmt.Errorf("set times of %q: %w", e.rel, err)
 		}
 	}
@@ -642,7 +646,9 @@ func generateTree(root string, opts GenOptions) (*GenReport, error) {
 		if err := unix.Chmod(path, e.perm); err != nil {
 			return nil, fmt.Errorf("chmod %q: %w", e.rel, err)
 		}
-		if err := setTimes(path, e); err != nil {
+		if err := setTimes(path, e); errors.Is(err, errTimeRange) {
+			skip("times", fmt.Errorf("%q: %w", e.rel, err))
+		} else if err != nil {
 			return nil, fmt.Errorf("set times of %q: %w", e.rel, err)
 		}
 	}
@@ -692,9 +698,21 @@ func createFile(path string, write func(f *os.File) error) (err error) {
 	return write(f)
 }
 
+// errTimeRange reports a planned time that this platform cannot set
+// (32-bit systems cannot represent times after January 2038); the entry
+// keeps the time it was created with, and the report lists it as skipped.
+var errTimeRange = errors.New("time out of this platform's range")
+
 func setTimes(path string, e *genEntry) error {
-	ts := []unix.Timespec{e.atime, e.mtime}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW)
+	a, err := unix.TimeToTimespec(e.atime)
+	if err != nil {
+		return fmt.Errorf("atime %v: %w (%w)", e.atime, errTimeRange, err)
+	}
+	m, err := unix.TimeToTimespec(e.mtime)
+	if err != nil {
+		return fmt.Errorf("mtime %v: %w (%w)", e.mtime, errTimeRange, err)
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{a, m}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // removeXattrs undoes a partial xattr step so the tree is the same as one
@@ -703,7 +721,7 @@ func removeXattrs(abs func(string) string, created []*genEntry) error {
 	for _, e := range created {
 		for _, x := range e.xattrs {
 			err := unix.Lremovexattr(abs(e.rel), x.name)
-			if err != nil && !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) &&
+			if err != nil && !errors.Is(err, errNoXattr) && !errors.Is(err, unix.ENOTSUP) &&
 				!errors.Is(err, unix.EOPNOTSUPP) && !isPermission(err) {
 				return fmt.Errorf("remove xattr %s from %q: %w", x.name, e.rel, err)
 			}

@@ -1,3 +1,7 @@
+//go:build linux
+
+// These tests expect Linux semantics (user.* xattrs, O_NOATIME, mknod's device numbers).
+
 package testutil
 
 import (
@@ -135,7 +139,7 @@ func TestGenerateCoversEveryKind(t *testing.T) {
 		switch n.typ() {
 		case unix.S_IFREG:
 			maxSize = max(maxSize, n.st.Size)
-			maxLinks = max(maxLinks, n.st.Nlink)
+			maxLinks = max(maxLinks, uint64(n.st.Nlink)) // uint32 on some GOARCHes
 			emptyFile = emptyFile || n.st.Size == 0
 			setuid = setuid || n.st.Mode&unix.S_ISUID != 0
 			sparse = sparse || n.st.Blocks*512 < n.st.Size
@@ -270,10 +274,7 @@ func must(t *testing.T, err error) {
 func addMtime(t *testing.T, path string, delta int64) {
 	t.Helper()
 	st := lstat(t, path)
-	m := st.Mtim
-	m.Nsec += delta
-	m.Sec += m.Nsec / 1e9
-	m.Nsec %= 1e9
+	m := unix.NsecToTimespec(st.Mtim.Nano() + delta) // Timespec fields are int32 on 32-bit systems
 	must(t, unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{st.Atim, m}, unix.AT_SYMLINK_NOFOLLOW))
 }
 

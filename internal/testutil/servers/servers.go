@@ -136,8 +136,8 @@ type process struct {
 }
 
 // startProcess starts bin with args and env in its own process group, with
-// stdout and stderr collected. The child gets SIGKILL if the test binary
-// dies without stopping it.
+// stdout and stderr collected. On Linux the child gets SIGKILL if the test
+// binary dies without stopping it (procAttr).
 func startProcess(name, bin string, args, env []string, dir string) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
@@ -145,7 +145,7 @@ func startProcess(name, bin string, args, env []string, dir string) (*process, e
 	lb := &logBuffer{}
 	cmd.Stdout = lb
 	cmd.Stderr = lb
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	// Descendants that outlive the server must not keep Wait waiting for
 	// the output pipes.
 	cmd.WaitDelay = 3 * time.Second

@@ -1,18 +1,14 @@
-//go:build linux
+//go:build linux || darwin || freebsd
 
 package fsnode
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/tree"
@@ -67,16 +63,16 @@ func NodeFromPath(path string, fi os.FileInfo, opts Options) (*tree.Node, error)
 		return nil, fmt.Errorf("node from %s: file info carries no stat data (%T)", path, fi.Sys())
 	}
 	typ := TypeFromMode(fi.Mode())
-	// The uint64 conversions below are needed on GOARCHes where Stat_t
-	// fields are narrower.
-	mtime := time.Unix(st.Mtim.Unix())
+	// The uint64 conversions below are needed on GOOSes and GOARCHes where
+	// Stat_t fields are narrower.
+	atime, mtime, ctime := statTimes(st)
 	n := &tree.Node{
 		Name:       fi.Name(),
 		Type:       typ,
 		Mode:       fi.Mode() & modeMask,
 		ModTime:    mtime,
 		AccessTime: mtime,
-		ChangeTime: time.Unix(st.Ctim.Unix()),
+		ChangeTime: ctime,
 		UID:        st.Uid,
 		GID:        st.Gid,
 		User:       lookupUser(st.Uid),
@@ -85,7 +81,7 @@ func NodeFromPath(path string, fi os.FileInfo, opts Options) (*tree.Node, error)
 		DeviceID:   uint64(st.Dev),
 	}
 	if opts.WithAtime {
-		n.AccessTime = time.Unix(st.Atim.Unix())
+		n.AccessTime = atime
 	}
 	switch typ {
 	case tree.NodeFile:
@@ -109,14 +105,6 @@ func NodeFromPath(path string, fi os.FileInfo, opts Options) (*tree.Node, error)
 	}
 	n.ExtendedAttributes = xattrs
 	return n, nil
-}
-
-// xattrTolerated reports errors that mean "no (readable) attributes here"
-// rather than a failure: the filesystem does not support them (ENOTSUP, the
-// same value as EOPNOTSUPP on Linux), the attribute namespace is not
-// accessible (EPERM), or the attribute vanished (ENODATA).
-func xattrTolerated(err error) bool {
-	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENODATA)
 }
 
 // readXattrs returns path's extended attributes in listxattr order, without
@@ -160,55 +148,6 @@ func readXattrs(path string, ignoreErrors bool) ([]tree.ExtendedAttribute, error
 		attrs = append(attrs, tree.ExtendedAttribute{Name: name, Value: append(make([]byte, 0, len(val)), val...)})
 	}
 	return attrs, nil
-}
-
-// llistxattr returns the NUL-separated attribute names of path, reading
-// into buf when it is large enough and into a buffer of the size the kernel
-// reports otherwise (retrying if the list grows in between). The result may
-// alias buf.
-func llistxattr(path string, buf []byte) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
-		n, err := unix.Llistxattr(path, buf)
-		switch {
-		case err == nil:
-			return buf[:n], nil
-		case errors.Is(err, unix.EINTR):
-			continue
-		case !errors.Is(err, unix.ERANGE) || attempt >= 8:
-			return nil, err
-		}
-		size, err := unix.Llistxattr(path, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		buf = make([]byte, size+1)
-	}
-}
-
-// lgetxattr returns the value of attribute name of path, like llistxattr.
-func lgetxattr(path, name string, buf []byte) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
-		n, err := unix.Lgetxattr(path, name, buf)
-		switch {
-		case err == nil:
-			return buf[:n], nil
-		case errors.Is(err, unix.EINTR):
-			continue
-		case !errors.Is(err, unix.ERANGE) || attempt >= 8:
-			return nil, err
-		}
-		size, err := unix.Lgetxattr(path, name, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		buf = make([]byte, size+1)
-	}
 }
 
 // nameCache caches uid/gid → name lookups (including failures, as "").

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux || darwin || freebsd
 
 package fsnode
 
@@ -33,9 +33,9 @@ func CreateSpecial(path string, n *tree.Node) error {
 	case tree.NodeFifo:
 		err = unix.Mkfifo(path, 0o600)
 	case tree.NodeDev:
-		err = unix.Mknod(path, unix.S_IFBLK|0o600, int(n.Device))
+		err = mknod(path, unix.S_IFBLK|0o600, n.Device)
 	case tree.NodeCharDev:
-		err = unix.Mknod(path, unix.S_IFCHR|0o600, int(n.Device))
+		err = mknod(path, unix.S_IFCHR|0o600, n.Device)
 	case tree.NodeSocket, tree.NodeIrregular:
 		err = fmt.Errorf("%s: %w", n.Type, ErrNotRestorable)
 	default:

@@ -1,0 +1,30 @@
+//go:build freebsd
+
+package fsnode
+
+import (
+	"errors"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// statTimes returns the access, modification and change times of st.
+func statTimes(st *syscall.Stat_t) (atime, mtime, ctime time.Time) {
+	return time.Unix(st.Atimespec.Unix()), time.Unix(st.Mtimespec.Unix()), time.Unix(st.Ctimespec.Unix())
+}
+
+// xattrTolerated reports errors that mean "no (readable) attributes here"
+// rather than a failure: the filesystem does not support them (ENOTSUP, the
+// same value as EOPNOTSUPP on FreeBSD), the attribute namespace is not
+// accessible (EPERM), or the attribute vanished (ENOATTR).
+func xattrTolerated(err error) bool {
+	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOATTR)
+}
+
+// mknod creates a device node with the device number dev (a uint64 in
+// FreeBSD's mknod).
+func mknod(path string, mode uint32, dev uint64) error {
+	return unix.Mknod(path, mode, dev)
+}

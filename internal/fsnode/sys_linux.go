@@ -1,0 +1,29 @@
+//go:build linux
+
+package fsnode
+
+import (
+	"errors"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// statTimes returns the access, modification and change times of st.
+func statTimes(st *syscall.Stat_t) (atime, mtime, ctime time.Time) {
+	return time.Unix(st.Atim.Unix()), time.Unix(st.Mtim.Unix()), time.Unix(st.Ctim.Unix())
+}
+
+// xattrTolerated reports errors that mean "no (readable) attributes here"
+// rather than a failure: the filesystem does not support them (ENOTSUP, the
+// same value as EOPNOTSUPP on Linux), the attribute namespace is not
+// accessible (EPERM), or the attribute vanished (ENODATA).
+func xattrTolerated(err error) bool {
+	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENODATA)
+}
+
+// mknod creates a device node with the device number dev.
+func mknod(path string, mode uint32, dev uint64) error {
+	return unix.Mknod(path, mode, int(dev))
+}
