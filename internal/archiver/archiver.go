@@ -803,6 +803,10 @@ func (a *Archiver) saveFileContent(path string, prev *tree.Node, st *workerState
 		sparse = true
 	}
 	st.cr.reset(f, fi.Size(), sparse, a.hints(prev))
+	// Without hints the blob workers hash the chunks: this worker's
+	// serial part (read, rolling hash) gets shorter, which is what a
+	// large incompressible file waits for.
+	st.cr.deferIDs = true
 	defer st.cr.close()
 	cr := st.cr
 	content := core.IDs{}
@@ -845,7 +849,7 @@ func (a *Archiver) saveFileContent(path string, prev *tree.Node, st *workerState
 		}
 		size += uint64(len(ch.data))
 		res := make(chan blobResult, 1)
-		if !a.opts.DryRun && a.repo.Index().Has(core.BlobHandle{ID: ch.id, Type: core.DataBlob}) {
+		if !ch.needID && !a.opts.DryRun && a.repo.Index().Has(core.BlobHandle{ID: ch.id, Type: core.DataBlob}) {
 			// already stored: no need to hand it to a blob worker
 			ch.release()
 			<-a.chunkSlots
@@ -966,6 +970,16 @@ func (a *Archiver) blobWorker() {
 }
 
 func (a *Archiver) saveChunk(job *blobJob) {
+	if job.ch.needID {
+		job.ch.id, job.ch.needID = chunkID(job.ch.data), false
+		if !a.opts.DryRun && a.repo.Index().Has(core.BlobHandle{ID: job.ch.id, Type: core.DataBlob}) {
+			// already stored: nothing to save
+			job.ch.release()
+			<-a.chunkSlots
+			job.result <- blobResult{id: job.ch.id}
+			return
+		}
+	}
 	err := a.saveData(job.ch.data, job.ch.id)
 	job.ch.release() // SaveBlob has copied the data into a pack
 	<-a.chunkSlots

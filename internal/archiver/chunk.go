@@ -18,8 +18,11 @@ type chunk struct {
 	// data holds the bytes: a pooled buffer, or (zero set) a slice of
 	// zeroBuf that must never be written or returned to the pool.
 	data []byte
-	id   core.ID // SHA-256 of data
+	id   core.ID // SHA-256 of data, unless needID
 	zero bool    // the chunk lies in a hole of a sparse file: all zeros
+	// needID: id is not computed yet (chunkReader.deferIDs); whoever
+	// takes the chunk computes it with chunkID.
+	needID bool
 }
 
 // release returns the chunk's buffer to the pool.
@@ -109,6 +112,12 @@ type chunkReader struct {
 	hintLast int               // index of the last hint matched (-1: none)
 	hintAt   map[core.ID][]int // hint indexes by ID, ascending
 	hintHits int               // chunks matched through hints (tests)
+
+	// deferIDs leaves the IDs of chunks cut by the rolling hash to the
+	// caller (chunk.needID), so that hashing can run on another core than
+	// reading and chunking. Only without hints: resynchronising with the
+	// parent's chunks needs every chunk's ID here. Set after reset.
+	deferIDs bool
 }
 
 func newChunkReader(pol chunker.Pol) *chunkReader {
@@ -276,6 +285,11 @@ func (c *chunkReader) next() (chunk, error) {
 		if fed < len(out) {
 			if s := c.bc.NextSplitPoint(out[fed:]); s >= 0 {
 				n := fed + s
+				if c.deferIDs && c.hintAt == nil {
+					ch := c.cut(out, n, core.ID{})
+					ch.needID = true
+					return ch, nil
+				}
 				return c.resync(c.cut(out, n, chunkID(out[:n]))), nil
 			}
 			fed = len(out)
@@ -283,6 +297,9 @@ func (c *chunkReader) next() (chunk, error) {
 		if c.eof {
 			switch {
 			case len(out) > 0:
+				if c.deferIDs && c.hintAt == nil {
+					return chunk{data: out, needID: true}, nil
+				}
 				return c.resync(chunk{data: out, id: chunkID(out)}), nil
 			case zlen > 0:
 				putBuf(out)

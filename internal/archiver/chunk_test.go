@@ -34,16 +34,27 @@ func (p partialReaderAt) ReadAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 
-// readChunks runs a chunk reader to the end and returns copies of the chunks.
-func readChunks(t testing.TB, cr *chunkReader) (chunks [][]byte, zero int) {
+// readChunks runs a chunk reader to the end and returns copies of the
+// chunks, how many lay in holes, and how many came without their ID
+// (deferIDs), which it computes to check them.
+func readChunks(t testing.TB, cr *chunkReader) (chunks [][]byte, zero, deferred int) {
 	t.Helper()
 	for {
 		c, err := cr.next()
 		if err == io.EOF {
-			return chunks, zero
+			return chunks, zero, deferred
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		if c.needID {
+			// left to the caller only when asked for and without hints
+			if !cr.deferIDs || cr.hintAt != nil || c.zero || !c.id.IsNull() {
+				t.Fatalf("chunk %d: ID deferred (deferIDs %v, hints %v, zero %v, id %v)",
+					len(chunks), cr.deferIDs, cr.hintAt != nil, c.zero, c.id)
+			}
+			c.id = chunkID(c.data)
+			deferred++
 		}
 		if c.id != core.Hash(c.data) {
 			t.Fatalf("chunk %d: wrong ID", len(chunks))
@@ -105,9 +116,20 @@ func TestChunkReaderMatchesChunker(t *testing.T) {
 			{"tiny-reads", small, partialReaderAt{bytes.NewReader(small), 7}},
 		}
 		for _, tc := range cases {
-			cr.reset(tc.rd, int64(len(tc.src)), false, nil)
-			got, _ := readChunks(t, cr)
-			sameChunks(t, fmt.Sprintf("%s size %d", tc.name, size), got, referenceChunks(t, tc.src, pol))
+			for _, deferIDs := range []bool{false, true} {
+				cr.reset(tc.rd, int64(len(tc.src)), false, nil)
+				cr.deferIDs = deferIDs
+				got, _, deferred := readChunks(t, cr)
+				name := fmt.Sprintf("%s size %d deferIDs %v", tc.name, size, deferIDs)
+				sameChunks(t, name, got, referenceChunks(t, tc.src, pol))
+				want := 0
+				if deferIDs {
+					want = len(got)
+				}
+				if deferred != want {
+					t.Fatalf("%s: %d of %d chunks came without their ID, want %d", name, deferred, len(got), want)
+				}
+			}
 		}
 	}
 }
@@ -149,7 +171,8 @@ func TestChunkReaderSparseFile(t *testing.T) {
 	}
 	cr := newChunkReader(pol)
 	cr.reset(f, size, true, nil)
-	got, zero := readChunks(t, cr)
+	cr.deferIDs = true // chunks cut in holes still come with their (cached) ID
+	got, zero, _ := readChunks(t, cr)
 	sameChunks(t, "sparse", got, referenceChunks(t, want, pol))
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err == nil && st.Blocks*512 < size/2 {
@@ -162,7 +185,7 @@ func TestChunkReaderSparseFile(t *testing.T) {
 	}
 	// the same file read as if it had no holes gives the same chunks
 	cr.reset(f, size, false, nil)
-	plain, _ := readChunks(t, cr)
+	plain, _, _ := readChunks(t, cr)
 	sameChunks(t, "sparse read plainly", plain, got)
 }
 
@@ -204,11 +227,12 @@ func TestChunkReaderHints(t *testing.T) {
 	for _, tc := range cases {
 		for _, hs := range [][]hint{hints, shuffledHints(hints, rnd)} {
 			cr.reset(partialReaderAt{bytes.NewReader(tc.data), 300000}, int64(len(tc.data)), false, hs)
-			got, _ := readChunks(t, cr)
+			cr.deferIDs = true // ignored with hints: resynchronising needs the IDs
+			got, _, _ := readChunks(t, cr)
 			sameChunks(t, tc.name, got, referenceChunks(t, tc.data, pol))
 		}
 		cr.reset(bytes.NewReader(tc.data), int64(len(tc.data)), false, hints)
-		_, _ = readChunks(t, cr)
+		_, _, _ = readChunks(t, cr)
 		if tc.wantHits && cr.hintHits == 0 {
 			t.Fatalf("%s: no chunk was matched through the hints", tc.name)
 		}
@@ -225,7 +249,7 @@ func TestChunkReaderHints(t *testing.T) {
 		}
 	}
 	cr.reset(bytes.NewReader(old), int64(len(old)), false, bad)
-	got, _ := readChunks(t, cr)
+	got, _, _ := readChunks(t, cr)
 	sameChunks(t, "bad hints", got, oldChunks)
 }
 
