@@ -4,16 +4,9 @@ package fsnode
 
 import (
 	"errors"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// statTimes returns the access, modification and change times of st.
-func statTimes(st *syscall.Stat_t) (atime, mtime, ctime time.Time) {
-	return time.Unix(st.Atimespec.Unix()), time.Unix(st.Mtimespec.Unix()), time.Unix(st.Ctimespec.Unix())
-}
 
 // xattrTolerated reports errors that mean "no (readable) attributes here"
 // rather than a failure: the filesystem does not support them (ENOTSUP and

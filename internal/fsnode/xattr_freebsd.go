@@ -22,8 +22,9 @@ var xattrNamespaces = []struct {
 // llistxattr returns the attribute names of path as a NUL-separated list,
 // as Linux's llistxattr does. FreeBSD lists each namespace separately, as
 // names preceded by a length byte and without the namespace, so they are
-// converted here (appendExtattrNames). The system namespace is skipped when it is not readable
-// (EPERM for non-root users), as on Linux. buf is not used.
+// converted here (appendExtattrNames). The system namespace is skipped
+// when it is not readable (EPERM for non-root users), as on Linux. buf is
+// not used.
 func llistxattr(path string, _ []byte) ([]byte, error) {
 	var out []byte
 	for _, ns := range xattrNamespaces {
