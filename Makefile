@@ -20,7 +20,7 @@ BENCHOUT  ?= bin/bench.txt
 
 export FUZZTIME
 
-.PHONY: all build check cross deps test fmt-check vet unit fuzz stress bench clean
+.PHONY: all build check cross deps test fmt-check vet unit nocgo fuzz stress bench clean
 
 all: build
 
@@ -37,7 +37,7 @@ build:
 
 # Order: cheap static checks, the fuzz pass, then the full test run, so that
 # go test's package summary is the last thing printed.
-test: fmt-check vet fuzz unit
+test: fmt-check vet fuzz nocgo unit
 
 fmt-check:
 	@files="$$(find . \( -name testdata -o -name vendor -o -name bin -o -name '.?*' \) -prune -o \
@@ -61,6 +61,11 @@ cross:
 		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet $(PKGS); \
 	done; \
 	echo "cross: ok"
+
+# nocgo: the repository package again without cgo, where blobs are
+# compressed by the pure-Go encoder instead of libzstd (zstd_nocgo.go).
+nocgo:
+	CGO_ENABLED=0 $(GO) test -timeout $(TESTTIMEOUT) $(GOTESTFLAGS) ./internal/repo/...
 
 unit:
 	$(GO) test -race -timeout $(TESTTIMEOUT) $(GOTESTFLAGS) $(PKGS)

@@ -108,3 +108,9 @@ func decompress(dst, src []byte, want int) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// CompressionEngine names the zstd encoder of this build (cairn version).
+func CompressionEngine() string { return zstdEngine }
+
+// pureGoEngine is zstdEngine in builds without cgo.
+const pureGoEngine = "klauspost/compress/zstd (pure Go)"

@@ -256,9 +256,15 @@ func (r *Repository) encodeUnpacked(t core.FileType, plain []byte) []byte {
 	if r.cfg.Version < 2 || t == core.ConfigFile {
 		return plain
 	}
-	out := make([]byte, 1, len(plain)/2+16)
+	out := make([]byte, 1, 1+compressBound(len(plain)))
 	out[0] = 2
-	return zstdEncoder(CompressionAuto).EncodeAll(plain, out)
+	enc, err := appendCompressed(out, plain, CompressionAuto)
+	if err != nil {
+		// Only an allocation failure inside libzstd gets here; the
+		// uncompressed form is valid in v2 repositories too.
+		return plain
+	}
+	return enc
 }
 
 func (r *Repository) decodeUnpacked(plain []byte) ([]byte, error) {

@@ -205,9 +205,13 @@ func (r *Repository) sealBlob(t core.BlobType, buf []byte, id core.ID) ([]byte, 
 			comp = CompressionAuto
 		}
 		// compress behind room for the IV, then encrypt in place: one
-		// buffer per blob
-		out := getBuf(len(buf) + crypto.Extension)
-		c := zstdEncoder(comp).EncodeAll(buf, out[:crypto.IVSize])
+		// buffer per blob, big enough for any frame and the MAC
+		out := getBuf(compressBound(len(buf)) + crypto.Extension)
+		c, err := appendCompressed(out[:crypto.IVSize], buf, comp)
+		if err != nil {
+			putBuf(out)
+			return nil, 0, fmt.Errorf("save blob %v: %w", id, err)
+		}
 		if testHookCompressed != nil {
 			testHookCompressed(c[crypto.IVSize:])
 		}
@@ -217,7 +221,7 @@ func (r *Repository) sealBlob(t core.BlobType, buf []byte, id core.ID) ([]byte, 
 				// a compressor or memory fault must not be stored under a
 				// valid name (H36).
 				chk := getBuf(len(buf))
-				d, err := decompress(chk, c[crypto.IVSize:], len(buf))
+				d, err := decompressCheck(chk, c[crypto.IVSize:], len(buf))
 				ok := err == nil && core.Hash(d) == id
 				putBuf(chk)
 				if !ok {

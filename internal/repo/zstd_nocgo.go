@@ -1,0 +1,22 @@
+//go:build !cgo
+
+package repo
+
+// zstdEngine names the encoder of this build: without cgo, the pure-Go
+// encoder of github.com/klauspost/compress/zstd (the one restic uses).
+const zstdEngine = pureGoEngine
+
+// compressBound is the largest frame appendCompressed can produce for n
+// bytes (the format's bound: the input plus a small per-block overhead).
+func compressBound(n int) int { return n + n>>8 + 64 }
+
+// appendCompressed appends one zstd frame holding src to dst.
+func appendCompressed(dst, src []byte, c Compression) ([]byte, error) {
+	return zstdEncoder(c).EncodeAll(src, dst), nil
+}
+
+// decompressCheck decodes a frame cairn has just made, which must hold
+// exactly want bytes, into dst (the pre-upload verification).
+func decompressCheck(dst, src []byte, want int) ([]byte, error) {
+	return decompress(dst, src, want)
+}
