@@ -24,6 +24,7 @@ APT_TOOLS=(
 	"getfattr:attr"
 	"spin:spin"
 	"make:make"
+	"gcc:gcc"
 	"git:git"
 )
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 )
 
@@ -36,4 +37,23 @@ func startHeapSnapshot(path string, delay time.Duration) {
 		defer f.Close()
 		_ = pprof.Lookup("heap").WriteTo(f, 0)
 	})
+}
+
+// startTrace writes an execution trace to path until the returned function
+// is called (CAIRN_TRACE=path, for performance work: `go tool trace` shows
+// when each core is idle, and `go tool trace -pprof=sync|syscall|sched`
+// where goroutines wait).
+func startTrace(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	return func() {
+		trace.Stop()
+		f.Close()
+	}, nil
 }

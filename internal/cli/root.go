@@ -95,6 +95,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		defer stopProfile()
 	}
+	if pf := os.Getenv("CAIRN_TRACE"); pf != "" {
+		stopTrace, err := startTrace(pf)
+		if err != nil {
+			fmt.Fprintf(stderr, "cairn: %v\n", err)
+			return ExitError
+		}
+		defer stopTrace()
+	}
 	if pf := os.Getenv("CAIRN_HEAP_PROFILE"); pf != "" {
 		d, err := time.ParseDuration(os.Getenv("CAIRN_HEAP_PROFILE_AFTER"))
 		if err != nil {

@@ -21,8 +21,14 @@ type FileWriter struct {
 	key       *crypto.Key
 	f         *os.File
 	bw        *bufio.Writer // buffered mode; allocated on first use
-	dio       *directBuf    // direct mode (O_DIRECT set on f) while non-nil
+	dio       *directBuf    // direct mode (O_DIRECT set on f) while non-nil: the buffer being filled
 	wasDirect bool          // EnableDirect succeeded: Finalize truncates
+	// A full direct buffer is written in the background while Add fills
+	// the other one (at most one write in flight, so writes reach the file
+	// in order): the caller does not wait for the device, ~5 ms per 4 MiB.
+	inflight *directBuf       // buffer being written; owned by the write until its result is taken
+	result   chan directWrote // delivers the in-flight write's result; nil when none
+	spare    *directBuf       // second buffer, idle
 	h         hash.Hash
 	blobs     []Blob
 	headerLen int
@@ -106,7 +112,7 @@ func (w *FileWriter) store(b []byte) error {
 		d.n += n
 		b = b[n:]
 		if d.n == len(d.buf) {
-			if err := w.flushDirect(d.n); err != nil {
+			if err := w.startDirect(); err != nil {
 				return err
 			}
 		}
@@ -114,11 +120,93 @@ func (w *FileWriter) store(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
+	return w.storeBuffered(b)
+}
+
+func (w *FileWriter) storeBuffered(b []byte) error {
 	if w.bw == nil {
 		w.bw = bufio.NewWriterSize(w.f, bufferedSize)
 	}
 	_, err := w.bw.Write(b)
 	return err
+}
+
+// directWrote is the outcome of a background direct write.
+type directWrote struct {
+	n   int
+	err error
+}
+
+// startDirect starts writing the full direct buffer in the background
+// and switches Add to the spare buffer. It first takes the result of the
+// previous write, so at most one is in flight.
+func (w *FileWriter) startDirect() error {
+	if err := w.waitDirect(); err != nil {
+		return err
+	}
+	d := w.dio
+	if d == nil { // the previous write was refused: now buffered
+		return nil
+	}
+	if w.result == nil {
+		w.result = make(chan directWrote, 1)
+	}
+	w.inflight = d
+	ch := w.result
+	go func(f *os.File, p []byte) {
+		n, err := directWrite(f, p)
+		ch <- directWrote{n, err}
+	}(w.f, d.buf)
+	if w.spare == nil {
+		w.spare = getDirectBuf(len(d.buf))
+	}
+	w.dio, w.spare = w.spare, nil
+	w.dio.n = 0
+	return nil
+}
+
+// waitDirect takes the result of the background write, if one is in
+// flight. A refusal (EINVAL) switches the writer to buffered mode: the
+// bytes the refused write did not get out, then the buffer being filled,
+// are written through the page cache, in file order.
+func (w *FileWriter) waitDirect() error {
+	d := w.inflight
+	if d == nil {
+		return nil
+	}
+	r := <-w.result
+	w.inflight = nil
+	if r.err == nil && r.n != len(d.buf) {
+		r.err = io.ErrShortWrite
+	}
+	if r.err == nil {
+		d.n = 0
+		w.spare = d
+		return nil
+	}
+	if !directRefused(r.err) {
+		putDirectBuf(d)
+		return r.err
+	}
+	if cerr := setDirect(w.f, false); cerr != nil {
+		return fmt.Errorf("direct write refused (%w), falling back: %w", r.err, cerr)
+	}
+	if r.n < len(d.buf) {
+		if _, err := w.f.Write(d.buf[r.n:]); err != nil {
+			return err
+		}
+	}
+	putDirectBuf(d)
+	cur := w.dio
+	w.dio = nil
+	if cur != nil {
+		err := w.storeBuffered(cur.buf[:cur.n])
+		putDirectBuf(cur)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // flushDirect writes the direct buffer, of which the first real bytes are
@@ -236,6 +324,13 @@ func (w *FileWriter) Finalize() (core.ID, int64, error) {
 // writing does, and clears O_DIRECT so the file can be read with ordinary
 // buffers (an upload that is not an adoption reads it back).
 func (w *FileWriter) flush(size int64) error {
+	if err := w.waitDirect(); err != nil {
+		return err
+	}
+	if w.spare != nil {
+		putDirectBuf(w.spare)
+		w.spare = nil
+	}
 	if d := w.dio; d != nil && d.n > 0 {
 		if err := w.flushDirect(d.n); err != nil {
 			return err
