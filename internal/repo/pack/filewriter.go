@@ -26,9 +26,9 @@ type FileWriter struct {
 	// A full direct buffer is written in the background while Add fills
 	// the other one (at most one write in flight, so writes reach the file
 	// in order): the caller does not wait for the device, ~5 ms per 4 MiB.
-	inflight *directBuf       // buffer being written; owned by the write until its result is taken
-	result   chan directWrote // delivers the in-flight write's result; nil when none
-	spare    *directBuf       // second buffer, idle
+	inflight  *directBuf       // buffer being written; owned by the write until its result is taken
+	result    chan directWrote // delivers the in-flight write's result; nil when none
+	spare     *directBuf       // second buffer, idle
 	h         hash.Hash
 	blobs     []Blob
 	headerLen int
