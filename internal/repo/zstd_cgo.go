@@ -15,8 +15,10 @@ import (
 // benchmark corpus ~1–2 % smaller than the pure-Go encoder's default level
 // (which is what restic uses) and encodes it 1.5–1.9× faster; see
 // docs/performance.md. Builds without cgo use the pure-Go encoder
-// (zstd_nocgo.go). Every frame is plain zstd: any decoder reads it, and cairn
-// itself always decodes with the pure-Go decoder, as restic does.
+// (zstd_nocgo.go). Every frame is plain zstd: any decoder reads it. cairn
+// decodes repository data with the pure-Go decoder, as restic does; only the
+// verification before upload decodes its own fresh frames with libzstd
+// (decompressCheck).
 const zstdEngine = "libzstd (cgo, github.com/DataDog/zstd)"
 
 // cLevel maps cairn's compression modes to libzstd levels: each is at least
@@ -35,11 +37,12 @@ func cLevel(c Compression) int {
 	return 3
 }
 
-// cctxs is a free list of libzstd contexts. A context holds several MiB of
-// tables that are set up on first use, so contexts are kept rather than made
-// per blob; at most 2×GOMAXPROCS-ish are ever in use (one per blob worker and
-// unpacked-file writer at a time). A context that is not returned to the list
-// is freed by the library's finalizer.
+// cctxs is a free list of libzstd contexts. A context's tables (up to a few
+// MiB, outside the Go heap) are set up on first use, so contexts are kept
+// rather than made per blob. As many exist as compressions ever ran at once
+// (the blob workers, GOMAXPROCS, plus tree and unpacked-file writers); at
+// most maxIdleCtxs are kept idle, and a context dropped from the list is
+// freed by the library's finalizer.
 var cctxs struct {
 	mu   sync.Mutex   // guards free
 	free []ddzstd.Ctx // idle contexts, each used by one goroutine at a time
