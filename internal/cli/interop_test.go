@@ -21,8 +21,17 @@ func resticCompare() testutil.CompareOptions {
 // restic check --read-data is clean and restic restore gives the same tree.
 func TestCairnRepoReadByRestic(t *testing.T) {
 	testutil.RequireRestic(t)
-	for _, version := range []string{"1", "2"} {
-		t.Run("v"+version, func(t *testing.T) {
+	// v2 with every compression mode: each maps to a libzstd level in cgo
+	// builds, and restic's decoder must read them all.
+	for _, c := range []struct{ version, compression string }{
+		{"1", "auto"}, {"2", "auto"}, {"2", "fastest"}, {"2", "better"}, {"2", "max"},
+	} {
+		version := c.version
+		name := "v" + version
+		if c.compression != "auto" {
+			name += "-" + c.compression
+		}
+		t.Run(name, func(t *testing.T) {
 			cairnEnv(t)
 			tmp := t.TempDir()
 			src := filepath.Join(tmp, "src")
@@ -31,7 +40,7 @@ func TestCairnRepoReadByRestic(t *testing.T) {
 			testutil.GenerateTree(t, src, testutil.GenOptions{Seed: 2, SkipNonUTF8LinkTargets: true})
 			repoDir := filepath.Join(tmp, "repo")
 			mustCairn(t, "-r", repoDir, "init", "--repository-version", version)
-			mustCairn(t, "-r", repoDir, "backup", src)
+			mustCairn(t, "-r", repoDir, "backup", "--compression", c.compression, src)
 			out := testutil.RunRestic(t, repoDir, testPassword, "check", "--read-data")
 			if !strings.Contains(string(out), "no errors were found") {
 				t.Fatalf("restic check: %s", out)
@@ -48,8 +57,17 @@ func TestCairnRepoReadByRestic(t *testing.T) {
 // same data adds (almost) nothing; the tree IDs of both snapshots match.
 func TestResticRepoReadByCairn(t *testing.T) {
 	testutil.RequireRestic(t)
-	for _, version := range []string{"1", "2"} {
-		t.Run("v"+version, func(t *testing.T) {
+	// v2 with every compression mode: each maps to a libzstd level in cgo
+	// builds, and restic's decoder must read them all.
+	for _, c := range []struct{ version, compression string }{
+		{"1", "auto"}, {"2", "auto"}, {"2", "fastest"}, {"2", "better"}, {"2", "max"},
+	} {
+		version := c.version
+		name := "v" + version
+		if c.compression != "auto" {
+			name += "-" + c.compression
+		}
+		t.Run(name, func(t *testing.T) {
 			cairnEnv(t)
 			t.Setenv("CAIRN_PASSWORD", testPassword)
 			tmp := t.TempDir()
