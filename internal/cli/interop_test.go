@@ -57,17 +57,8 @@ func TestCairnRepoReadByRestic(t *testing.T) {
 // same data adds (almost) nothing; the tree IDs of both snapshots match.
 func TestResticRepoReadByCairn(t *testing.T) {
 	testutil.RequireRestic(t)
-	// v2 with every compression mode: each maps to a libzstd level in cgo
-	// builds, and restic's decoder must read them all.
-	for _, c := range []struct{ version, compression string }{
-		{"1", "auto"}, {"2", "auto"}, {"2", "fastest"}, {"2", "better"}, {"2", "max"},
-	} {
-		version := c.version
-		name := "v" + version
-		if c.compression != "auto" {
-			name += "-" + c.compression
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, version := range []string{"1", "2"} {
+		t.Run("v"+version, func(t *testing.T) {
 			cairnEnv(t)
 			t.Setenv("CAIRN_PASSWORD", testPassword)
 			tmp := t.TempDir()
