@@ -161,7 +161,6 @@ func (w *FileWriter) startDirect() error {
 		w.spare = getDirectBuf(len(d.buf))
 	}
 	w.dio, w.spare = w.spare, nil
-	w.dio.n = 0
 	return nil
 }
 
@@ -188,15 +187,9 @@ func (w *FileWriter) waitDirect() error {
 		putDirectBuf(d)
 		return r.err
 	}
-	if cerr := setDirect(w.f, false); cerr != nil {
-		return fmt.Errorf("direct write refused (%w), falling back: %w", r.err, cerr)
+	if err := w.leaveDirect(d, r.n, len(d.buf), r.err); err != nil {
+		return err
 	}
-	if r.n < len(d.buf) {
-		if _, err := w.f.Write(d.buf[r.n:]); err != nil {
-			return err
-		}
-	}
-	putDirectBuf(d)
 	cur := w.dio
 	w.dio = nil
 	if cur != nil {
@@ -230,15 +223,26 @@ func (w *FileWriter) flushDirect(real int) error {
 	if !directRefused(err) {
 		return err
 	}
+	if err := w.leaveDirect(d, n, real, err); err != nil {
+		return err
+	}
+	w.dio = nil
+	return nil
+}
+
+// leaveDirect handles a refused direct write of d's first real bytes, of
+// which the kernel took n: it clears O_DIRECT and writes the rest through
+// the page cache (from the file offset the kernel advanced by exactly n),
+// then releases d.
+func (w *FileWriter) leaveDirect(d *directBuf, n, real int, refusal error) error {
 	if cerr := setDirect(w.f, false); cerr != nil {
-		return fmt.Errorf("direct write refused (%w), falling back: %w", err, cerr)
+		return fmt.Errorf("direct write refused (%w), falling back: %w", refusal, cerr)
 	}
 	if n < real {
 		if _, err := w.f.Write(d.buf[n:real]); err != nil {
 			return err
 		}
 	}
-	w.dio = nil
 	putDirectBuf(d)
 	return nil
 }
