@@ -796,7 +796,11 @@ func (a *Archiver) saveFileContent(path string, prev *tree.Node, st *workerState
 		}
 	}
 	if st.cr == nil {
-		st.cr = newChunkReader(a.pol)
+		cr, err := newChunkReader(a.pol)
+		if err != nil {
+			return nil, 0, err
+		}
+		st.cr = cr
 	}
 	sparse := false
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Blocks*512 < fi.Size() {

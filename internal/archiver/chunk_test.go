@@ -102,7 +102,7 @@ func TestChunkReaderMatchesChunker(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := testData(1, 24<<20)
-	cr := newChunkReader(pol)
+	cr := mustChunkReader(t, pol)
 	for _, size := range []int{0, 1, 100, 600 << 10, 9 << 20, len(data)} {
 		src := data[:size]
 		small := data[:min(size, 2<<20)]
@@ -169,7 +169,7 @@ func TestChunkReaderSparseFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr := newChunkReader(pol)
+	cr := mustChunkReader(t, pol)
 	cr.reset(f, size, true, nil)
 	cr.deferIDs = true // chunks cut in holes still come with their (cached) ID
 	got, zero, _ := readChunks(t, cr)
@@ -223,7 +223,7 @@ func TestChunkReaderHints(t *testing.T) {
 		{"shrunk-to-one-chunk", old[:700<<10], false},
 		{"different", testData(8, 12<<20), false},
 	}
-	cr := newChunkReader(pol)
+	cr := mustChunkReader(t, pol)
 	for _, tc := range cases {
 		for _, hs := range [][]hint{hints, shuffledHints(hints, rnd)} {
 			cr.reset(partialReaderAt{bytes.NewReader(tc.data), 300000}, int64(len(tc.data)), false, hs)
@@ -283,7 +283,7 @@ func BenchmarkChunkReader(b *testing.B) {
 	for i := range data {
 		data[i] = byte(rnd.Uint32())
 	}
-	cr := newChunkReader(pol)
+	cr := mustChunkReader(b, pol)
 	b.SetBytes(int64(len(data)))
 	for i := 0; i < b.N; i++ {
 		cr.reset(bytes.NewReader(data), int64(len(data)), false, nil)
@@ -295,4 +295,13 @@ func BenchmarkChunkReader(b *testing.B) {
 			c.release()
 		}
 	}
+}
+
+func mustChunkReader(t testing.TB, pol chunker.Pol) *chunkReader {
+	t.Helper()
+	cr, err := newChunkReader(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cr
 }
