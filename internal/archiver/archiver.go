@@ -812,7 +812,15 @@ func (a *Archiver) saveFileContent(path string, prev *tree.Node, st *workerState
 	// large incompressible file waits for.
 	st.cr.deferIDs = true
 	defer st.cr.close()
-	cr := st.cr
+	return a.saveChunks(st.cr.next)
+}
+
+// saveChunks saves the chunks next returns until io.EOF, in parallel on
+// the blob workers (at most ChunksInFlight results pending, each chunk
+// holding a chunkSlots slot until it is saved), and returns their IDs in
+// order. An error from next is returned as it is; the blob workers' errors
+// are *fatalError.
+func (a *Archiver) saveChunks(next func() (chunk, error)) (core.IDs, uint64, error) {
 	content := core.IDs{}
 	var size uint64
 	// results preserves chunk order while chunks are saved in parallel.
@@ -841,7 +849,7 @@ func (a *Archiver) saveFileContent(path string, prev *tree.Node, st *workerState
 			_ = collect(0)
 			return nil, 0, context.Cause(a.ctx)
 		}
-		ch, err := cr.next()
+		ch, err := next()
 		if err == io.EOF {
 			<-a.chunkSlots
 			break

@@ -188,18 +188,12 @@ func TestBackupStopsOnBackendError(t *testing.T) {
 	defer r.Close()
 	src := t.TempDir()
 	writeRandomTree(t, src, 2)
-	done := make(chan error, 1)
-	go func() {
+	err = within(t, "backup after a backend error", func() error {
 		_, err := New(r, Options{}).Run(ctx, []string{src})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, backend.ErrNoSpace) {
-			t.Fatalf("want a no-space error, got %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("backup hung after a backend error")
+		return err
+	})
+	if !errors.Is(err, backend.ErrNoSpace) {
+		t.Fatalf("want a no-space error, got %v", err)
 	}
 }
 

@@ -9,8 +9,6 @@ import (
 	"path"
 	"time"
 
-	"github.com/restic/chunker"
-
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/snapshot"
 	"github.com/cairn-backup/cairn/internal/tree"
@@ -28,27 +26,9 @@ func (a *Archiver) RunStdin(ctx context.Context, rd io.Reader, name string, now 
 	a.ctx, a.cancel = context.WithCancelCause(ctx)
 	defer a.cancel(nil)
 	start := time.Now()
-	ch := chunker.New(rd, a.pol)
-	content := core.IDs{}
-	var size uint64
-	for {
-		buf := getBuf(chunker.MaxSize)
-		c, err := ch.Next(buf)
-		if err == io.EOF {
-			putBuf(buf)
-			break
-		}
-		if err != nil {
-			putBuf(buf)
-			return nil, fmt.Errorf("backup: read stdin: %w", err)
-		}
-		id, err := a.saveBlobNow(c.Data)
-		putBuf(c.Data)
-		if err != nil {
-			return nil, err
-		}
-		content = append(content, id)
-		size += uint64(c.Length)
+	content, size, err := a.saveStream(rd)
+	if err != nil {
+		return nil, err
 	}
 	node := &tree.Node{Name: path.Base(clean), Type: tree.NodeFile, Mode: 0o644, ModTime: now, AccessTime: now, ChangeTime: now,
 		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Size: size, Content: content}
@@ -86,4 +66,58 @@ func (a *Archiver) RunStdin(ctx context.Context, rd io.Reader, name string, now 
 			UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Subtree: &id}}
 		dir = path.Dir(dir)
 	}
+}
+
+// saveStream chunks rd like a file without a parent version and saves the
+// chunks on the blob workers, as Run does for files: reading and chunking
+// here, hashing, compression and encryption in parallel.
+func (a *Archiver) saveStream(rd io.Reader) (core.IDs, uint64, error) {
+	a.chunkSlots = make(chan struct{}, a.opts.BlobWorkers+1)
+	a.blobJobs = make(chan *blobJob, a.opts.BlobWorkers*2)
+	for range a.opts.BlobWorkers {
+		a.blobWorkers.Add(1)
+		go a.blobWorker()
+	}
+	defer func() {
+		close(a.blobJobs)
+		a.blobWorkers.Wait()
+	}()
+	cr, err := newChunkReader(a.pol)
+	if err != nil {
+		return nil, 0, err
+	}
+	cr.reset(&streamReaderAt{r: rd}, 0, false, nil)
+	cr.deferIDs = true
+	defer cr.close()
+	content, size, err := a.saveChunks(cr.next)
+	var fatal *fatalError
+	switch {
+	case err == nil:
+		return content, size, nil
+	case errors.As(err, &fatal):
+		return nil, 0, fatal.err
+	case errors.Is(err, context.Cause(a.ctx)):
+		return nil, 0, err
+	}
+	return nil, 0, fmt.Errorf("backup: read stdin: %w", err)
+}
+
+// streamReaderAt lets chunkReader, which reads a file strictly from front
+// to back with ReadAt, read a stream: each read must start where the
+// previous one ended.
+type streamReaderAt struct {
+	r   io.Reader
+	off int64 // offset of the next byte of r
+}
+
+func (s *streamReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off != s.off {
+		return 0, fmt.Errorf("stream read at offset %d, next byte is %d", off, s.off)
+	}
+	n, err := io.ReadFull(s.r, p)
+	s.off += int64(n)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return n, err
 }

@@ -410,6 +410,7 @@ func runBackupStdin(ctx context.Context, g *globalOptions, o backupOptions, args
 	}
 	var rd io.Reader = g.stdin
 	var cmd *exec.Cmd
+	var cmdOut io.ReadCloser
 	if o.stdinFromCommand {
 		cmd = exec.CommandContext(lctx, args[0], args[1:]...)
 		cmd.Stderr = g.stderr
@@ -420,7 +421,7 @@ func runBackupStdin(ctx context.Context, g *globalOptions, o backupOptions, args
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("--stdin-from-command: %w", err)
 		}
-		rd = out
+		rd, cmdOut = out, out
 	}
 	start := time.Now()
 	name := o.stdinFilename
@@ -435,6 +436,12 @@ func runBackupStdin(ctx context.Context, g *globalOptions, o backupOptions, args
 	sn.ProgramVersion = "cairn " + Version
 	res, err := archiver.New(r, archiver.Options{DryRun: o.dryRun}).RunStdin(lctx, rd, name, snTime)
 	if cmd != nil {
+		if err != nil {
+			// The backup stopped before the end of the command's output:
+			// close the pipe so that the command's next write fails
+			// (EPIPE / SIGPIPE) instead of blocking Wait forever.
+			cmdOut.Close()
+		}
 		if werr := cmd.Wait(); werr != nil && err == nil {
 			err = fmt.Errorf("command %q failed, no snapshot saved: %w", args[0], werr)
 		}

@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-backup/cairn/internal/testutil"
 )
@@ -131,5 +133,37 @@ func TestExcludesMatchRestic(t *testing.T) {
 	b := lsPaths(t, mustCairn(t, "-r", repoDir, "ls", "--json", snaps[1].ID))
 	if strings.Join(a, "\n") != strings.Join(b, "\n") {
 		t.Fatalf("selected files differ:\n%s: %v\n%s: %v", snaps[0].Hostname, a, snaps[1].Hostname, b)
+	}
+}
+
+// TestBackupStdinFromCommandStopsOnError: when the backup fails while the
+// command still writes (here: the first pack upload fails), the command is
+// cut off and cairn exits with the backup's error instead of waiting
+// forever for a command that blocks on a full pipe.
+func TestBackupStdinFromCommandStopsOnError(t *testing.T) {
+	cairnEnv(t)
+	repoDir := filepath.Join(t.TempDir(), "repo")
+	mustCairn(t, "-r", repoDir, "init")
+	cmd := cairnProcess(t, []string{"CAIRN_FAILPOINTS=backup.before-pack-upload=error"},
+		"-r", repoDir, "backup", "--stdin-from-command", "--", "cat", "/dev/urandom")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(out.String(), "backup.before-pack-upload") {
+			t.Fatalf("want a failed backup naming the failpoint, got %v: %s", err, out.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("backup --stdin-from-command hung after a failed upload: %s", out.String())
+	}
+	if n := len(snapshotIDs(t, repoDir)); n != 0 {
+		t.Fatalf("%d snapshots after a failed backup", n)
 	}
 }
