@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -144,24 +143,13 @@ func TestBackupStdinFromCommandStopsOnError(t *testing.T) {
 	cairnEnv(t)
 	repoDir := filepath.Join(t.TempDir(), "repo")
 	mustCairn(t, "-r", repoDir, "init")
-	cmd := cairnProcess(t, []string{"CAIRN_FAILPOINTS=backup.before-pack-upload=error"},
+	code, out, hung := runWithDeadline(t, 60*time.Second, []string{"CAIRN_FAILPOINTS=backup.before-pack-upload=error"},
 		"-r", repoDir, "backup", "--stdin-from-command", "--", "cat", "/dev/urandom")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if hung {
+		t.Fatalf("backup --stdin-from-command hung after a failed upload: %s", out)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(out.String(), "backup.before-pack-upload") {
-			t.Fatalf("want a failed backup naming the failpoint, got %v: %s", err, out.String())
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("backup --stdin-from-command hung after a failed upload: %s", out.String())
+	if code == 0 || !strings.Contains(out, "backup.before-pack-upload") {
+		t.Fatalf("want a failed backup naming the failpoint, got exit %d: %s", code, out)
 	}
 	if n := len(snapshotIDs(t, repoDir)); n != 0 {
 		t.Fatalf("%d snapshots after a failed backup", n)
