@@ -436,7 +436,7 @@ func (a *Archiver) finishDir(node *tree.Node, prev *tree.Node, children []*futur
 				f.resolve(nil, 0, fmt.Errorf("encode tree: %w", err))
 				return
 			}
-			res, err := a.saveBlob(core.TreeBlob, buf, core.ID{})
+			res, err := a.saveBlob(core.TreeBlob, buf, core.ID{}, 0)
 			if err != nil {
 				a.fatal(err)
 				f.resolve(nil, 0, err)
@@ -910,10 +910,14 @@ func (a *Archiver) hints(prev *tree.Node) []hint {
 }
 
 // saveBlob stores a blob, or in a dry run only checks whether it is new
-// (each new blob counts once).
-func (a *Archiver) saveBlob(t core.BlobType, data []byte, id core.ID) (repo.SaveResult, error) {
+// (each new blob counts once). id may be null (then it is computed);
+// otherwise sum is its check sum: both come from chunkID.
+func (a *Archiver) saveBlob(t core.BlobType, data []byte, id core.ID, sum uint64) (repo.SaveResult, error) {
 	if !a.opts.DryRun {
-		return a.repo.SaveBlob(a.ctx, t, data, id, false)
+		if id.IsNull() {
+			return a.repo.SaveBlob(a.ctx, t, data, id, false)
+		}
+		return a.repo.SaveBlobSum(a.ctx, t, data, id, sum, false)
 	}
 	if id.IsNull() {
 		id = core.Hash(data)
@@ -933,8 +937,8 @@ func (a *Archiver) saveBlob(t core.BlobType, data []byte, id core.ID) (repo.Save
 
 // saveBlobNow saves one chunk in the calling goroutine.
 func (a *Archiver) saveBlobNow(data []byte) (core.ID, error) {
-	id := chunkID(data)
-	return id, a.saveData(data, id)
+	id, sum := chunkID(data)
+	return id, a.saveData(data, id, sum)
 }
 
 // added counts n bytes of new blob data and calls OnBulkData when they
@@ -946,9 +950,9 @@ func (a *Archiver) added(n int) {
 	}
 }
 
-// saveData saves a data blob whose ID is id.
-func (a *Archiver) saveData(data []byte, id core.ID) error {
-	res, err := a.saveBlob(core.DataBlob, data, id)
+// saveData saves a data blob whose ID and check sum (chunkID) are id and sum.
+func (a *Archiver) saveData(data []byte, id core.ID, sum uint64) error {
+	res, err := a.saveBlob(core.DataBlob, data, id, sum)
 	if err != nil {
 		return &fatalError{err: err}
 	}
@@ -983,7 +987,8 @@ func (a *Archiver) blobWorker() {
 
 func (a *Archiver) saveChunk(job *blobJob) {
 	if job.ch.needID {
-		job.ch.id, job.ch.needID = chunkID(job.ch.data), false
+		job.ch.id, job.ch.sum = chunkID(job.ch.data)
+		job.ch.needID = false
 		if !a.opts.DryRun && a.repo.Index().Has(core.BlobHandle{ID: job.ch.id, Type: core.DataBlob}) {
 			// already stored: nothing to save
 			job.ch.release()
@@ -992,7 +997,7 @@ func (a *Archiver) saveChunk(job *blobJob) {
 			return
 		}
 	}
-	err := a.saveData(job.ch.data, job.ch.id)
+	err := a.saveData(job.ch.data, job.ch.id, job.ch.sum)
 	job.ch.release() // SaveBlob has copied the data into a pack
 	<-a.chunkSlots
 	job.result <- blobResult{id: job.ch.id, err: err}

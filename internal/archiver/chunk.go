@@ -20,6 +20,7 @@ type chunk struct {
 	// zeroBuf that must never be written or returned to the pool.
 	data []byte
 	id   core.ID // SHA-256 of data, unless needID
+	sum  uint64  // check sum of data (core.HashChecked), unless needID
 	zero bool    // the chunk lies in a hole of a sparse file: all zeros
 	// needID: id is not computed yet (chunkReader.deferIDs); whoever
 	// takes the chunk computes it with chunkID.
@@ -37,26 +38,33 @@ func (c chunk) release() {
 // pages stay the kernel's shared zero page and cost no memory.
 var zeroBuf = newZeroBuf(chunker.MaxSize)
 
-// zeroIDs caches the IDs of all-zero chunks by length: sparse and
-// preallocated files are full of them, and hashing them byte by byte is
-// wasted work.
-var zeroIDs sync.Map // int -> core.ID
+// zeroIDs caches the IDs and check sums of all-zero chunks by length:
+// sparse and preallocated files are full of them, and hashing them byte by
+// byte is wasted work.
+var zeroIDs sync.Map // int -> zeroSum
 
-func zeroID(n int) core.ID {
-	if id, ok := zeroIDs.Load(n); ok {
-		return id.(core.ID)
-	}
-	id := core.Hash(zeroBuf[:n])
-	zeroIDs.Store(n, id)
-	return id
+type zeroSum struct {
+	id  core.ID
+	sum uint64
 }
 
-// chunkID hashes data, short-cutting all-zero chunks.
-func chunkID(data []byte) core.ID {
+func zeroID(n int) (core.ID, uint64) {
+	if z, ok := zeroIDs.Load(n); ok {
+		return z.(zeroSum).id, z.(zeroSum).sum
+	}
+	id, sum := core.HashChecked(zeroBuf[:n])
+	zeroIDs.Store(n, zeroSum{id, sum})
+	return id, sum
+}
+
+// chunkID returns the ID and check sum of data (core.HashChecked),
+// short-cutting all-zero chunks. Both go to SaveBlobSum: the check sum is
+// what the verification before upload compares the compressed blob with.
+func chunkID(data []byte) (core.ID, uint64) {
 	if len(data) >= 4096 && len(data) <= len(zeroBuf) && isZero(data) {
 		return zeroID(len(data))
 	}
-	return core.Hash(data)
+	return core.HashChecked(data)
 }
 
 const (
@@ -256,11 +264,11 @@ func (c *chunkReader) takeCarry() []byte {
 
 // cut ends the chunk at out[:n], whose ID is id; the rest of out becomes
 // the carry.
-func (c *chunkReader) cut(out []byte, n int, id core.ID) chunk {
+func (c *chunkReader) cut(out []byte, n int, id core.ID, sum uint64) chunk {
 	if rest := out[n:]; len(rest) > 0 {
 		c.carry = append(getBuf(max(chunkBufSize, len(rest)))[:0], rest...)
 	}
-	return chunk{data: out[:n], id: id}
+	return chunk{data: out[:n], id: id, sum: sum}
 }
 
 // next returns the next chunk (release it when done), or io.EOF.
@@ -275,10 +283,10 @@ func (c *chunkReader) next() (chunk, error) {
 			return chunk{}, err
 		}
 		if len(out) >= h.size {
-			if id := chunkID(out[:h.size]); id == h.id {
+			if id, sum := chunkID(out[:h.size]); id == h.id {
 				c.hintLast = c.hintPos - 1
 				c.hintHits++
-				return c.cut(out, h.size, id), nil
+				return c.cut(out, h.size, id, sum), nil
 			}
 		}
 		c.hintPos = -1 // not the parent's chunk: chunk for real from here
@@ -289,11 +297,12 @@ func (c *chunkReader) next() (chunk, error) {
 		if fed < len(out) {
 			if n := c.tab.Cut(out, fed); n >= 0 {
 				if c.deferIDs && c.hintAt == nil {
-					ch := c.cut(out, n, core.ID{})
+					ch := c.cut(out, n, core.ID{}, 0)
 					ch.needID = true
 					return ch, nil
 				}
-				return c.resync(c.cut(out, n, chunkID(out[:n]))), nil
+				id, sum := chunkID(out[:n])
+				return c.resync(c.cut(out, n, id, sum)), nil
 			}
 			fed = len(out)
 		}
@@ -303,10 +312,12 @@ func (c *chunkReader) next() (chunk, error) {
 				if c.deferIDs && c.hintAt == nil {
 					return chunk{data: out, needID: true}, nil
 				}
-				return c.resync(chunk{data: out, id: chunkID(out)}), nil
+				id, sum := chunkID(out)
+				return c.resync(chunk{data: out, id: id, sum: sum}), nil
 			case zlen > 0:
 				putBuf(out)
-				return chunk{data: zeroBuf[:zlen], id: zeroID(zlen), zero: true}, nil
+				id, sum := zeroID(zlen)
+				return chunk{data: zeroBuf[:zlen], id: id, sum: sum, zero: true}, nil
 			}
 			putBuf(out)
 			return chunk{}, io.EOF
@@ -327,7 +338,8 @@ func (c *chunkReader) next() (chunk, error) {
 				c.pos += int64(n - zlen)
 				zlen = n
 				putBuf(out)
-				return chunk{data: zeroBuf[:zlen], id: zeroID(zlen), zero: true}, nil
+				id, sum := zeroID(zlen)
+				return chunk{data: zeroBuf[:zlen], id: id, sum: sum, zero: true}, nil
 			}
 			zlen += k
 			c.pos += int64(k)

@@ -53,11 +53,14 @@ func readChunks(t testing.TB, cr *chunkReader) (chunks [][]byte, zero, deferred 
 				t.Fatalf("chunk %d: ID deferred (deferIDs %v, hints %v, zero %v, id %v)",
 					len(chunks), cr.deferIDs, cr.hintAt != nil, c.zero, c.id)
 			}
-			c.id = chunkID(c.data)
+			c.id, c.sum = chunkID(c.data)
 			deferred++
 		}
 		if c.id != core.Hash(c.data) {
 			t.Fatalf("chunk %d: wrong ID", len(chunks))
+		}
+		if c.sum != core.CheckSum(c.data) {
+			t.Fatalf("chunk %d: wrong check sum", len(chunks))
 		}
 		if c.zero {
 			zero++

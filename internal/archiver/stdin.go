@@ -40,7 +40,7 @@ func (a *Archiver) RunStdin(ctx context.Context, rd io.Reader, name string, now 
 		if err != nil {
 			return nil, err
 		}
-		res, err := a.saveBlob(core.TreeBlob, buf, core.ID{})
+		res, err := a.saveBlob(core.TreeBlob, buf, core.ID{}, 0)
 		if err != nil {
 			return nil, err
 		}

@@ -37,7 +37,7 @@ const DefaultPackSize = 16 << 20
 type Options struct {
 	Compression   Compression
 	PackSize      int  // target pack size in bytes (default 16 MiB)
-	NoExtraVerify bool // skip decrypting each blob again before upload
+	NoExtraVerify bool // skip decompressing and checking each compressed blob again before upload
 	KeyHint       string
 	MaxKeys       int // how many key files to try (0: all)
 }

@@ -1,0 +1,60 @@
+package core
+
+import (
+	"crypto/sha256"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// TestHashChecked: the ID is the SHA-256 and the check sum the XXH64 of the
+// whole input, for sizes around the piece size and its multiples (the
+// piece loop must neither skip nor repeat bytes).
+func TestHashChecked(t *testing.T) {
+	data := make([]byte, 5*checkPiece+100)
+	rand.NewChaCha8([32]byte{7}).Read(data)
+	sizes := []int{0, 1, 63, 64, checkPiece - 1, checkPiece, checkPiece + 1, 2 * checkPiece, 3*checkPiece + 17, len(data)}
+	for _, n := range sizes {
+		id, sum := HashChecked(data[:n])
+		if id != ID(sha256.Sum256(data[:n])) || id != Hash(data[:n]) {
+			t.Errorf("%d bytes: ID differs from SHA-256", n)
+		}
+		if sum != xxhash.Sum64(data[:n]) || sum != CheckSum(data[:n]) {
+			t.Errorf("%d bytes: check sum differs from XXH64", n)
+		}
+	}
+	// every byte counts in both
+	id, sum := HashChecked(data)
+	for _, pos := range []int{0, checkPiece - 1, checkPiece, 4*checkPiece + 3, len(data) - 1} {
+		data[pos] ^= 1
+		id2, sum2 := HashChecked(data)
+		data[pos] ^= 1
+		if id2 == id || sum2 == sum {
+			t.Errorf("byte %d flipped: ID or check sum unchanged", pos)
+		}
+	}
+}
+
+func BenchmarkHashChecked(b *testing.B) {
+	data := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	b.Run("sha256", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			Hash(data)
+		}
+	})
+	b.Run("checked", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			HashChecked(data)
+		}
+	})
+	b.Run("checksum", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			CheckSum(data)
+		}
+	})
+}
