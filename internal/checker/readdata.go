@@ -2,11 +2,9 @@ package checker
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"math/rand/v2"
 	"runtime"
@@ -22,6 +20,7 @@ import (
 	"github.com/cairn-backup/cairn/internal/repo"
 	"github.com/cairn-backup/cairn/internal/repo/crypto"
 	"github.com/cairn-backup/cairn/internal/repo/pack"
+	"github.com/cairn-backup/cairn/internal/sha256x"
 )
 
 // SubsetKind says how a Subset selects packs.
@@ -185,8 +184,11 @@ func (c *Checker) packSize(id core.ID) int64 {
 // Stats().DamagedPack.
 //
 // Each of a fixed set of workers streams one pack at a time through buffers
-// it reuses: the pack is hashed as it is read and every blob is decrypted in
-// place, so memory stays bounded by the largest blob per worker.
+// it reuses: every blob is decrypted in place, so memory stays bounded by
+// the largest blob per worker. The two SHA-256 streams, the pack's and the
+// blobs', are computed side by side (sha256x.Write2): a blob's encrypted
+// bytes are hashed for the pack together with the previous blob's
+// plaintext, which is then compared with its ID.
 func (c *Checker) ReadPacks(ctx context.Context, ids core.IDs) error {
 	if c.indexedPacks == nil {
 		return errors.New("read packs: index not loaded")
@@ -227,7 +229,12 @@ func (c *Checker) bufferSizes(ids core.IDs) (bufSize, plainSize int) {
 	for _, id := range ids {
 		for _, b := range c.indexedPacks[id] {
 			maxSealed = max(maxSealed, int(b.Length))
-			maxPlain = max(maxPlain, int(b.UncompressedLength))
+			if b.IsCompressed() {
+				maxPlain = max(maxPlain, int(b.UncompressedLength))
+			} else {
+				// decrypted into the plaintext buffer too (readPack)
+				maxPlain = max(maxPlain, crypto.PlaintextLength(int(b.Length)))
+			}
 		}
 	}
 	bufSize = min(max(minStreamBuffer, maxSealed+readAhead), maxKeptBuffer)
@@ -243,7 +250,9 @@ func (c *Checker) bufferSizes(ids core.IDs) (bufSize, plainSize int) {
 // decoded, each taken to need a few times its size.
 func (c *Checker) WorkingMemory(ids core.IDs) int64 {
 	bufSize, plainSize := c.bufferSizes(ids)
-	read := int64(min(c.opts.ReadParallel, len(ids))) * int64(bufSize+plainSize)
+	// per worker: the stream buffer, a scratch buffer for a decrypted
+	// frame (no larger than a sealed blob) and two plaintext buffers
+	read := int64(min(c.opts.ReadParallel, len(ids))) * (2*int64(bufSize) + 2*int64(plainSize))
 	var maxTree int64
 	for _, blobs := range c.indexedPacks {
 		for _, b := range blobs {
@@ -300,10 +309,27 @@ func defaultReadParallel(r *repo.Repository) int {
 
 // packVerifier is one ReadPacks worker's reusable state.
 type packVerifier struct {
-	s     packStream
-	plain []byte // decompression buffer
+	s packStream
+	// plain are two plaintext buffers (decompressed or decrypted blobs)
+	// and blob the SHA-256 of the blob in each: a blob's plaintext is
+	// still being hashed while the next one is decoded into the other
+	// buffer (readPack).
+	plain [2][]byte
+	blob  [2]*sha256x.Digest
+	// scratch takes a compressed blob's decrypted frame: blobs are not
+	// decrypted in place, so that the pack hash can take their encrypted
+	// bytes after decoding (readPack)
+	scratch []byte
 	// plainSize is the capacity plain gets when a blob needs more.
 	plainSize int
+}
+
+// pendingBlob is a decoded blob whose plaintext is partly hashed.
+type pendingBlob struct {
+	blob *pack.Blob
+	d    *sha256x.Digest // the plaintext's SHA-256 so far
+	rest []byte          // plaintext not yet written to d
+	slot int             // the packVerifier buffer holding the plaintext
 }
 
 // plainSlack is room past a plaintext's end that lets zstd use its fastest
@@ -313,7 +339,8 @@ const plainSlack = 64
 // newPackVerifier returns a worker's state; its buffers get bufSize and
 // plainSize bytes when a blob first needs more.
 func newPackVerifier(bufSize, plainSize int) *packVerifier {
-	return &packVerifier{s: packStream{hash: sha256.New(), bufSize: bufSize}, plainSize: plainSize}
+	return &packVerifier{s: packStream{hash: sha256x.New(), bufSize: bufSize}, plainSize: plainSize,
+		blob: [2]*sha256x.Digest{sha256x.New(), sha256x.New()}}
 }
 
 // maxKeptBuffer bounds the buffers a worker keeps between packs; a larger
@@ -330,8 +357,13 @@ func (c *Checker) readPack(ctx context.Context, v *packVerifier, id core.ID, blo
 		if cap(s.buf) > maxKeptBuffer {
 			s.buf = nil
 		}
-		if cap(v.plain) > maxKeptBuffer {
-			v.plain = nil
+		for i := range v.plain {
+			if cap(v.plain[i]) > maxKeptBuffer {
+				v.plain[i] = nil
+			}
+		}
+		if cap(v.scratch) > maxKeptBuffer {
+			v.scratch = nil
 		}
 	}()
 	h := backend.Handle{Type: core.PackFile, Name: id.String()}
@@ -339,7 +371,32 @@ func (c *Checker) readPack(ctx context.Context, v *packVerifier, id core.ID, blo
 		// Load may call fn again on a retry: start afresh.
 		probs = probs[:0]
 		s.reset(rd)
-		for _, b := range blobs {
+		// The blobs' SHA-256 runs side by side with the pack's
+		// (sha256x.Write2). Blobs are decoded out of place, leaving their
+		// encrypted bytes for the pack hash, and into two alternating
+		// buffers. pend is the previous blob, whose plaintext may not be
+		// fully hashed yet. After blob k is decoded, two streams must be
+		// finished before the stream moves on or pend's buffer is reused —
+		// blob k's encrypted bytes (pack hash) and pend's rest — and they
+		// are hashed together, then whichever is longer together with
+		// blob k's plaintext, whose rest becomes the new pend.
+		var pend *pendingBlob
+		finish := func(p *pendingBlob) {
+			p.d.Write(p.rest)
+			if core.ID(p.d.Sum()) != p.blob.ID {
+				probs = append(probs, fmt.Sprintf("blob %v: content does not match its ID: %v", p.blob.BlobHandle, repo.ErrInvalidData))
+			}
+		}
+		// fail ends the pack early: the pending blob is still judged
+		fail := func(err error, op string) error {
+			if pend != nil {
+				finish(pend)
+				pend = nil
+			}
+			return readErr(err, op)
+		}
+		for i := range blobs {
+			b := blobs[i]
 			off := int64(b.Offset)
 			if off < s.pos {
 				probs = append(probs, fmt.Sprintf("blob %v at offset %d overlaps the previous blob (ends at %d)", b.BlobHandle, off, s.pos))
@@ -348,30 +405,67 @@ func (c *Checker) readPack(ctx context.Context, v *packVerifier, id core.ID, blo
 			if off > s.pos {
 				probs = append(probs, fmt.Sprintf("gap of %d bytes before blob %v at offset %d", off-s.pos, b.BlobHandle, off))
 				if err := s.skip(off - s.pos); err != nil {
-					return readErr(err, "skip gap")
+					return fail(err, "skip gap")
 				}
 			}
 			if size, ok := c.packSizes[id]; ok && off+int64(b.Length) > size {
 				// the read would fail anyway; do not allocate for it
-				return readErr(io.ErrUnexpectedEOF, fmt.Sprintf("read blob %v", b.BlobHandle))
+				return fail(io.ErrUnexpectedEOF, fmt.Sprintf("read blob %v", b.BlobHandle))
 			}
 			sealed, err := s.next(int(b.Length))
 			if err != nil {
-				return readErr(err, fmt.Sprintf("read blob %v", b.BlobHandle))
+				return fail(err, fmt.Sprintf("read blob %v", b.BlobHandle))
 			}
-			if need := int(b.UncompressedLength) + plainSlack; b.IsCompressed() && cap(v.plain) < need {
-				v.plain = make([]byte, 0, max(need, v.plainSize))
+			slot := 0
+			if pend != nil {
+				slot = 1 - pend.slot
 			}
-			_, v.plain, err = c.r.DecodeBlobInPlace(b, sealed, v.plain)
+			need := crypto.PlaintextLength(int(b.Length))
+			if b.IsCompressed() {
+				need = int(b.UncompressedLength) + plainSlack
+			}
+			if cap(v.plain[slot]) < need {
+				v.plain[slot] = make([]byte, 0, max(need, v.plainSize))
+			}
+			var cur *pendingBlob
+			plain, scratch, dst, err := c.r.DecodeBlobUnchecked(b, sealed, v.scratch, v.plain[slot])
+			v.scratch, v.plain[slot] = scratch, dst
 			if err != nil {
 				probs = append(probs, err.Error())
+			} else {
+				cur = &pendingBlob{blob: &blobs[i], d: v.blob[slot], rest: plain, slot: slot}
+				cur.d.Reset()
 			}
+			// the two streams that must finish now: sealed, pend's rest
+			long, longD := sealed, s.hash
+			if pend != nil {
+				n := min(len(sealed), len(pend.rest))
+				sha256x.Write2(s.hash, sealed[:n], pend.d, pend.rest[:n])
+				if long, pend.rest = sealed[n:], pend.rest[n:]; len(pend.rest) > 0 {
+					long, longD = pend.rest, pend.d
+				}
+			}
+			if cur != nil {
+				n := min(len(long), len(cur.rest))
+				sha256x.Write2(longD, long[:n], cur.d, cur.rest[:n])
+				long, cur.rest = long[n:], cur.rest[n:]
+			}
+			longD.Write(long)
+			if pend != nil {
+				pend.rest = nil // written just above if it was the longer
+				finish(pend)
+			}
+			pend = cur
+		}
+		if pend != nil {
+			finish(pend)
+			pend = nil
 		}
 		rest, dropped, err := s.rest(maxHeaderTail)
 		if err != nil {
 			return readErr(err, "read pack header")
 		}
-		if got := core.ID(s.hash.Sum(nil)); got != id {
+		if got := core.ID(s.hash.Sum()); got != id {
 			probs = append(probs, fmt.Sprintf("pack content hashes to %v, not to its name (the file is damaged)", got))
 		}
 		probs = append(probs, c.checkHeader(rest, dropped, blobs)...)
@@ -398,14 +492,16 @@ const (
 	minStreamBuffer = 1 << 20
 )
 
-// packStream reads a pack front to back, feeding every byte read to hash,
-// and hands out contiguous ranges of it from one reused buffer: a blob is
-// copied only when it straddles the end of what an earlier read brought
-// in.
+// packStream reads a pack front to back and hands out contiguous ranges of
+// it from one reused buffer: a blob is copied only when it straddles the end
+// of what an earlier read brought in. Every byte goes to hash once: skip and
+// rest hash what they consume; the caller of next hashes the range next
+// returns before it modifies it or calls the stream again (so that it can
+// pair the pack's hash with another, sha256x.Write2).
 type packStream struct {
 	rd   io.Reader
-	hash hash.Hash
-	buf  []byte // buf[r:w] is read and hashed but not yet handed out
+	hash *sha256x.Digest
+	buf  []byte // buf[r:w] is read but not yet handed out or hashed
 	r, w int
 	pos  int64 // pack offset of buf[r]: bytes handed out or skipped so far
 	// bufSize is the size buf gets when it must grow for a blob that fits.
@@ -439,10 +535,7 @@ func (s *packStream) fill(n int) error {
 	for s.w-s.r < n {
 		end := min(len(s.buf), max(s.r+n, s.w+readAhead))
 		m, err := s.rd.Read(s.buf[s.w:end])
-		if m > 0 {
-			s.hash.Write(s.buf[s.w : s.w+m])
-			s.w += m
-		}
+		s.w += m
 		if err != nil {
 			if s.w-s.r >= n {
 				return nil // EOF (or an error) after enough bytes: the next read sees it again
@@ -454,7 +547,8 @@ func (s *packStream) fill(n int) error {
 }
 
 // next returns the next n bytes of the pack. The slice is valid until the
-// next call, and the caller may modify it (the bytes are hashed already).
+// next call; the caller must feed it to s.hash before it modifies it or
+// calls the stream again.
 func (s *packStream) next(n int) ([]byte, error) {
 	if err := s.fill(n); err != nil {
 		return nil, err
@@ -472,6 +566,7 @@ func (s *packStream) skip(n int64) error {
 		if err := s.fill(k); err != nil {
 			return err
 		}
+		s.hash.Write(s.buf[s.r : s.r+k])
 		s.r += k
 		s.pos += int64(k)
 		n -= int64(k)
@@ -491,6 +586,7 @@ func (s *packStream) rest(maxLen int) ([]byte, int64, error) {
 				drop := s.w - s.r - maxLen
 				dropped += int64(drop)
 				s.pos += int64(drop)
+				s.hash.Write(s.buf[s.r : s.r+drop])
 				s.r += drop
 				s.w = copy(s.buf, s.buf[s.r:s.w])
 				s.r = 0
@@ -504,10 +600,7 @@ func (s *packStream) rest(maxLen int) ([]byte, int64, error) {
 			}
 		}
 		m, err := s.rd.Read(s.buf[s.w:])
-		if m > 0 {
-			s.hash.Write(s.buf[s.w : s.w+m])
-			s.w += m
-		}
+		s.w += m
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -518,9 +611,11 @@ func (s *packStream) rest(maxLen int) ([]byte, int64, error) {
 	if over := s.w - s.r - maxLen; over > 0 {
 		dropped += int64(over)
 		s.pos += int64(over)
+		s.hash.Write(s.buf[s.r : s.r+over])
 		s.r += over
 	}
 	b := s.buf[s.r:s.w]
+	s.hash.Write(b)
 	s.pos += int64(len(b))
 	s.r = s.w
 	return b, dropped, nil
