@@ -102,7 +102,7 @@ func main() {
 		op("PSHUFD $0xB1, %s, %s", l.s0, l.s0) // b a d c
 		op("PSHUFD $0x1B, %s, %s", l.s1, l.s1) // h g f e
 		op("MOVO %s, %s", l.s0, tmp)
-		op("PALIGNR $8, %s, %s", l.s1, l.s0)  // f e b a = ABEF
+		op("PALIGNR $8, %s, %s", l.s1, l.s0)   // f e b a = ABEF
 		op("PBLENDW $0xF0, %s, %s", tmp, l.s1) // h g d c = CDGH
 	}
 	fmt.Fprintln(&b, "loop:")
