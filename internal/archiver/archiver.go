@@ -966,23 +966,55 @@ func (a *Archiver) saveData(data []byte, id core.ID, sum uint64) error {
 
 func (a *Archiver) blobWorker() {
 	defer a.blobWorkers.Done()
-	for {
-		select {
-		case job, ok := <-a.blobJobs:
-			if !ok {
-				return
-			}
-			a.saveChunk(job)
-		case <-a.ctx.Done():
-			// drain without work so senders never block forever
-			for job := range a.blobJobs {
-				job.ch.release()
-				<-a.chunkSlots
-				job.result <- blobResult{err: context.Cause(a.ctx)}
-			}
-			return
+	var h hashLanes
+	// on cancellation: fail the chunks in the lanes, and drain without
+	// work so that senders never block forever
+	cancelled := func() {
+		h.abandon(a)
+		for job := range a.blobJobs {
+			job.fail(a, context.Cause(a.ctx))
 		}
 	}
+	for {
+		// Wait for a job only with no chunk half hashed: a pending
+		// chunk's result may be what the file's reader waits for.
+		var job *blobJob
+		ok := true
+		if h.pending() {
+			select {
+			case job, ok = <-a.blobJobs:
+			case <-a.ctx.Done():
+				cancelled()
+				return
+			default:
+				h.finishAlone(a)
+				continue
+			}
+		} else {
+			select {
+			case job, ok = <-a.blobJobs:
+			case <-a.ctx.Done():
+				cancelled()
+				return
+			}
+		}
+		if !ok {
+			h.finishAlone(a)
+			return
+		}
+		if !job.ch.needID || isZeroChunk(job.ch.data) {
+			a.saveChunk(job) // nothing to hash, or a cached zero ID
+			continue
+		}
+		h.add(a, job)
+	}
+}
+
+// fail releases a job's chunk and reports err as its result.
+func (job *blobJob) fail(a *Archiver, err error) {
+	job.ch.release()
+	<-a.chunkSlots
+	job.result <- blobResult{err: err}
 }
 
 func (a *Archiver) saveChunk(job *blobJob) {

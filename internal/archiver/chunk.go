@@ -61,11 +61,12 @@ func zeroID(n int) (core.ID, uint64) {
 // short-cutting all-zero chunks. Both go to SaveBlobSum: the check sum is
 // what the verification before upload compares the compressed blob with.
 func chunkID(data []byte) (core.ID, uint64) {
-	if len(data) >= 4096 && len(data) <= len(zeroBuf) && isZero(data) {
+	if isZeroChunk(data) {
 		return zeroID(len(data))
 	}
 	return core.HashChecked(data)
 }
+
 
 const (
 	// chunkPiece is how much is read at a time once a chunk has passed
@@ -382,6 +383,12 @@ func (c *chunkReader) resync(ch chunk) chunk {
 	}
 	c.hintPos, c.hintLast = i+1, i
 	return ch
+}
+
+// isZeroChunk reports whether chunkID takes data's ID from the cache of
+// all-zero chunks.
+func isZeroChunk(data []byte) bool {
+	return len(data) >= 4096 && len(data) <= len(zeroBuf) && isZero(data)
 }
 
 // isZero reports whether b is all zeros.

@@ -36,6 +36,25 @@ func TestHashChecked(t *testing.T) {
 	}
 }
 
+// TestHashChecked2 equals two HashChecked calls, for lengths that end in
+// different pieces and blocks.
+func TestHashChecked2(t *testing.T) {
+	data := make([]byte, 3*checkPiece+999)
+	rand.NewChaCha8([32]byte{9}).Read(data)
+	lens := []int{0, 1, 64, 100, checkPiece, checkPiece + 65, 2*checkPiece + 3, len(data)}
+	for _, la := range lens {
+		for _, lb := range lens {
+			a, b := data[:la], data[len(data)-lb:]
+			ida, suma, idb, sumb := HashChecked2(a, b)
+			wa, wsa := HashChecked(a)
+			wb, wsb := HashChecked(b)
+			if ida != wa || suma != wsa || idb != wb || sumb != wsb {
+				t.Fatalf("HashChecked2 of %d and %d bytes differs from HashChecked", la, lb)
+			}
+		}
+	}
+}
+
 func BenchmarkHashChecked(b *testing.B) {
 	data := make([]byte, 1<<20)
 	rand.NewChaCha8([32]byte{1}).Read(data)
@@ -49,6 +68,12 @@ func BenchmarkHashChecked(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
 			HashChecked(data)
+		}
+	})
+	b.Run("checked2", func(b *testing.B) {
+		b.SetBytes(2 * int64(len(data)))
+		for b.Loop() {
+			HashChecked2(data, data)
 		}
 	})
 	b.Run("checksum", func(b *testing.B) {
