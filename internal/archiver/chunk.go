@@ -67,7 +67,6 @@ func chunkID(data []byte) (core.ID, uint64) {
 	return core.HashChecked(data)
 }
 
-
 const (
 	// chunkPiece is how much is read at a time once a chunk has passed
 	// the chunker's minimum size: bytes read past a cut are copied into
