@@ -229,12 +229,7 @@ func (c *Checker) bufferSizes(ids core.IDs) (bufSize, plainSize int) {
 	for _, id := range ids {
 		for _, b := range c.indexedPacks[id] {
 			maxSealed = max(maxSealed, int(b.Length))
-			if b.IsCompressed() {
-				maxPlain = max(maxPlain, int(b.UncompressedLength))
-			} else {
-				// decrypted into the plaintext buffer too (readPack)
-				maxPlain = max(maxPlain, crypto.PlaintextLength(int(b.Length)))
-			}
+			maxPlain = max(maxPlain, int(b.UncompressedLength))
 		}
 	}
 	bufSize = min(max(minStreamBuffer, maxSealed+readAhead), maxKeptBuffer)
@@ -250,9 +245,8 @@ func (c *Checker) bufferSizes(ids core.IDs) (bufSize, plainSize int) {
 // decoded, each taken to need a few times its size.
 func (c *Checker) WorkingMemory(ids core.IDs) int64 {
 	bufSize, plainSize := c.bufferSizes(ids)
-	// per worker: the stream buffer, a scratch buffer for a decrypted
-	// frame (no larger than a sealed blob) and two plaintext buffers
-	read := int64(min(c.opts.ReadParallel, len(ids))) * (2*int64(bufSize) + 2*int64(plainSize))
+	// per worker: the stream buffer, two plaintext buffers and a piece
+	read := int64(min(c.opts.ReadParallel, len(ids))) * (int64(bufSize) + 2*int64(plainSize) + pieceSize)
 	var maxTree int64
 	for _, blobs := range c.indexedPacks {
 		for _, b := range blobs {
@@ -316,13 +310,41 @@ type packVerifier struct {
 	// buffer (readPack).
 	plain [2][]byte
 	blob  [2]*sha256x.Digest
-	// scratch takes a compressed blob's decrypted frame: blobs are not
-	// decrypted in place, so that the pack hash can take their encrypted
-	// bytes after decoding (readPack)
-	scratch []byte
+	// piece and whole serve uncompressed blobs, decrypted and hashed a
+	// piece at a time beside the pack's hash (readPack)
+	piece []byte
+	whole *sha256x.Digest
 	// plainSize is the capacity plain gets when a blob needs more.
 	plainSize int
 }
+
+// checkUncompressed hashes an uncompressed blob's encrypted bytes for the
+// pack and its plaintext, decrypted a piece at a time, side by side, and
+// compares the plaintext's hash with the blob's ID.
+func (c *Checker) checkUncompressed(v *packVerifier, b pack.Blob, sealed []byte, probs *[]string) {
+	v.whole.Reset()
+	hashed := 0 // sealed bytes given to the pack hash
+	last := crypto.PlaintextLength(len(sealed))
+	err := c.r.OpenBlobPieces(b, sealed, v.piece, func(off int, plain []byte) {
+		end := crypto.IVSize + off + len(plain)
+		if off+len(plain) == last {
+			end = len(sealed) // the MAC with the last piece
+		}
+		sha256x.Write2(v.s.hash, sealed[hashed:end], v.whole, plain)
+		hashed = end
+	})
+	v.s.hash.Write(sealed[hashed:])
+	if err != nil {
+		*probs = append(*probs, err.Error())
+		return
+	}
+	if core.ID(v.whole.Sum()) != b.ID {
+		*probs = append(*probs, fmt.Sprintf("blob %v: content does not match its ID: %v", b.BlobHandle, repo.ErrInvalidData))
+	}
+}
+
+// pieceSize is how much of an uncompressed blob is decrypted at a time.
+const pieceSize = 64 << 10
 
 // pendingBlob is a decoded blob whose plaintext is partly hashed.
 type pendingBlob struct {
@@ -340,7 +362,8 @@ const plainSlack = 64
 // plainSize bytes when a blob first needs more.
 func newPackVerifier(bufSize, plainSize int) *packVerifier {
 	return &packVerifier{s: packStream{hash: sha256x.New(), bufSize: bufSize}, plainSize: plainSize,
-		blob: [2]*sha256x.Digest{sha256x.New(), sha256x.New()}}
+		blob:  [2]*sha256x.Digest{sha256x.New(), sha256x.New()},
+		piece: make([]byte, pieceSize), whole: sha256x.New()}
 }
 
 // maxKeptBuffer bounds the buffers a worker keeps between packs; a larger
@@ -362,9 +385,6 @@ func (c *Checker) readPack(ctx context.Context, v *packVerifier, id core.ID, blo
 				v.plain[i] = nil
 			}
 		}
-		if cap(v.scratch) > maxKeptBuffer {
-			v.scratch = nil
-		}
 	}()
 	h := backend.Handle{Type: core.PackFile, Name: id.String()}
 	err := c.r.Backend().Load(ctx, h, 0, 0, func(rd io.Reader) error {
@@ -372,14 +392,15 @@ func (c *Checker) readPack(ctx context.Context, v *packVerifier, id core.ID, blo
 		probs = probs[:0]
 		s.reset(rd)
 		// The blobs' SHA-256 runs side by side with the pack's
-		// (sha256x.Write2). Blobs are decoded out of place, leaving their
-		// encrypted bytes for the pack hash, and into two alternating
-		// buffers. pend is the previous blob, whose plaintext may not be
-		// fully hashed yet. After blob k is decoded, two streams must be
-		// finished before the stream moves on or pend's buffer is reused —
-		// blob k's encrypted bytes (pack hash) and pend's rest — and they
-		// are hashed together, then whichever is longer together with
-		// blob k's plaintext, whose rest becomes the new pend.
+		// (sha256x.Write2). An uncompressed blob is decrypted a piece at a
+		// time, each piece hashed together with the pack's bytes it came
+		// from. A compressed blob is decoded in place into one of two
+		// alternating buffers; pend is the last one, whose plaintext may
+		// not be fully hashed yet. Blob k's encrypted bytes must be hashed
+		// for the pack before they are decrypted: they are paired with
+		// pend's rest; after decoding, what is left of pend is paired with
+		// blob k's plaintext, whose rest becomes the new pend (an
+		// uncompressed blob in between leaves pend waiting).
 		var pend *pendingBlob
 		finish := func(p *pendingBlob) {
 			p.d.Write(p.rest)
@@ -416,43 +437,38 @@ func (c *Checker) readPack(ctx context.Context, v *packVerifier, id core.ID, blo
 			if err != nil {
 				return fail(err, fmt.Sprintf("read blob %v", b.BlobHandle))
 			}
+			if !b.IsCompressed() {
+				c.checkUncompressed(v, b, sealed, &probs)
+				continue
+			}
+			if pend != nil {
+				n := min(len(sealed), len(pend.rest))
+				sha256x.Write2(s.hash, sealed[:n], pend.d, pend.rest[:n])
+				pend.rest = pend.rest[n:]
+				s.hash.Write(sealed[n:])
+			} else {
+				s.hash.Write(sealed)
+			}
 			slot := 0
 			if pend != nil {
 				slot = 1 - pend.slot
 			}
-			need := crypto.PlaintextLength(int(b.Length))
-			if b.IsCompressed() {
-				need = int(b.UncompressedLength) + plainSlack
-			}
-			if cap(v.plain[slot]) < need {
+			if need := int(b.UncompressedLength) + plainSlack; cap(v.plain[slot]) < need {
 				v.plain[slot] = make([]byte, 0, max(need, v.plainSize))
 			}
-			var cur *pendingBlob
-			plain, scratch, dst, err := c.r.DecodeBlobUnchecked(b, sealed, v.scratch, v.plain[slot])
-			v.scratch, v.plain[slot] = scratch, dst
+			plain, dst, err := c.r.DecodeBlobUnchecked(b, sealed, v.plain[slot])
+			v.plain[slot] = dst
 			if err != nil {
 				probs = append(probs, err.Error())
-			} else {
-				cur = &pendingBlob{blob: &blobs[i], d: v.blob[slot], rest: plain, slot: slot}
-				cur.d.Reset()
+				continue
 			}
-			// the two streams that must finish now: sealed, pend's rest
-			long, longD := sealed, s.hash
+			cur := &pendingBlob{blob: &blobs[i], d: v.blob[slot], rest: plain, slot: slot}
+			cur.d.Reset()
 			if pend != nil {
-				n := min(len(sealed), len(pend.rest))
-				sha256x.Write2(s.hash, sealed[:n], pend.d, pend.rest[:n])
-				if long, pend.rest = sealed[n:], pend.rest[n:]; len(pend.rest) > 0 {
-					long, longD = pend.rest, pend.d
-				}
-			}
-			if cur != nil {
-				n := min(len(long), len(cur.rest))
-				sha256x.Write2(longD, long[:n], cur.d, cur.rest[:n])
-				long, cur.rest = long[n:], cur.rest[n:]
-			}
-			longD.Write(long)
-			if pend != nil {
-				pend.rest = nil // written just above if it was the longer
+				n := min(len(pend.rest), len(plain))
+				sha256x.Write2(pend.d, pend.rest, cur.d, plain[:n])
+				cur.rest = plain[n:]
+				pend.rest = nil
 				finish(pend)
 			}
 			pend = cur

@@ -405,13 +405,12 @@ func TestWorkingMemory(t *testing.T) {
 		t.Fatalf("without reading: %d, want %d", got, structure)
 	}
 	// the fixture's blobs are small: per worker a minimal stream buffer,
-	// a scratch buffer of at most its size, and two plaintext buffers
-	// (trees are compressed in v2)
+	// two plaintext buffers (trees are compressed in v2) and a piece buffer
 	bufSize, plainSize := c.bufferSizes(ids)
 	if bufSize != minStreamBuffer || plainSize == 0 {
 		t.Fatalf("buffer sizes %d, %d", bufSize, plainSize)
 	}
-	if got, want := c.WorkingMemory(ids), structure+2*(2*int64(bufSize)+2*int64(plainSize)); got != want {
+	if got, want := c.WorkingMemory(ids), structure+2*(int64(bufSize)+2*int64(plainSize)+pieceSize); got != want {
 		t.Fatalf("with reading: %d, want %d", got, want)
 	}
 }

@@ -18,6 +18,10 @@ const maxPresize = 64 << 20
 // (uncompressed blobs) or dst's memory (compressed ones), and dst, possibly
 // grown, for the caller to reuse.
 func (r *Repository) DecodeBlobInPlace(b pack.Blob, sealed, dst []byte) (plain, newDst []byte, err error) {
+	return r.decodeBlobInPlace(b, sealed, dst, true)
+}
+
+func (r *Repository) decodeBlobInPlace(b pack.Blob, sealed, dst []byte, checkID bool) (plain, newDst []byte, err error) {
 	if len(sealed) != int(b.Length) {
 		return nil, dst, fmt.Errorf("blob %v: got %d bytes, want %d: %w", b.BlobHandle, len(sealed), b.Length, ErrInvalidData)
 	}
@@ -39,50 +43,33 @@ func (r *Repository) DecodeBlobInPlace(b pack.Blob, sealed, dst []byte) (plain, 
 			dst = plain[:0]
 		}
 	}
-	if core.Hash(plain) != b.ID {
+	if checkID && core.Hash(plain) != b.ID {
 		return nil, dst, fmt.Errorf("blob %v: content does not match its ID: %w", b.BlobHandle, ErrInvalidData)
 	}
 	return plain, dst, nil
 }
 
-// DecodeBlobUnchecked decrypts and decompresses a stored blob like
-// DecodeBlobInPlace but leaves sealed intact and does not compare the
-// plaintext with the blob's ID: the caller must compare SHA-256(plain) with
-// b.ID before it trusts or reports anything about the content (check does,
-// hashing two streams at a time). A compressed blob is decrypted into
-// scratch and decompressed into dst, an uncompressed one decrypted into dst;
-// plain never aliases sealed or scratch. The buffers (grown if short) are
-// returned for reuse.
-func (r *Repository) DecodeBlobUnchecked(b pack.Blob, sealed, scratch, dst []byte) (plain, newScratch, newDst []byte, err error) {
+// DecodeBlobUnchecked is DecodeBlobInPlace without the comparison with the
+// blob's ID: the caller must compare SHA-256(plain) with b.ID before it
+// trusts or reports anything about the content (check does, hashing two
+// streams at a time). sealed is clobbered; plain aliases sealed
+// (uncompressed blobs) or dst's memory (compressed ones).
+func (r *Repository) DecodeBlobUnchecked(b pack.Blob, sealed, dst []byte) (plain, newDst []byte, err error) {
+	return r.decodeBlobInPlace(b, sealed, dst, false)
+}
+
+// OpenBlobPieces verifies an uncompressed blob's MAC and decrypts it piece
+// by piece into buf without modifying sealed (crypto.Key.OpenPieces). The
+// caller must compare the SHA-256 of the pieces with b.ID.
+func (r *Repository) OpenBlobPieces(b pack.Blob, sealed, buf []byte, fn func(off int, plain []byte)) error {
+	if b.IsCompressed() {
+		return fmt.Errorf("blob %v: OpenBlobPieces of a compressed blob", b.BlobHandle)
+	}
 	if len(sealed) != int(b.Length) {
-		return nil, scratch, dst, fmt.Errorf("blob %v: got %d bytes, want %d: %w", b.BlobHandle, len(sealed), b.Length, ErrInvalidData)
+		return fmt.Errorf("blob %v: got %d bytes, want %d: %w", b.BlobHandle, len(sealed), b.Length, ErrInvalidData)
 	}
-	if !b.IsCompressed() {
-		plain, err = r.key.Open(dst[:0], sealed)
-		if err != nil {
-			return nil, scratch, dst, fmt.Errorf("blob %v: %w: %w", b.BlobHandle, ErrInvalidData, err)
-		}
-		if cap(plain) <= maxPresize {
-			dst = plain[:0]
-		}
-		return plain, scratch, dst, nil
+	if err := r.key.OpenPieces(sealed, buf, fn); err != nil {
+		return fmt.Errorf("blob %v: %w: %w", b.BlobHandle, ErrInvalidData, err)
 	}
-	open, err := r.key.Open(scratch[:0], sealed)
-	if err != nil {
-		return nil, scratch, dst, fmt.Errorf("blob %v: %w: %w", b.BlobHandle, ErrInvalidData, err)
-	}
-	if cap(open) <= maxPresize {
-		scratch = open[:0]
-	}
-	if want := int(b.UncompressedLength) + 64; cap(dst) < want && want <= maxPresize {
-		dst = make([]byte, 0, want)
-	}
-	plain, err = decompress(dst, open, int(b.UncompressedLength))
-	if err != nil {
-		return nil, scratch, dst, fmt.Errorf("blob %v: %w: %w", b.BlobHandle, ErrInvalidData, err)
-	}
-	if cap(plain) <= maxPresize {
-		dst = plain[:0]
-	}
-	return plain, scratch, dst, nil
+	return nil
 }

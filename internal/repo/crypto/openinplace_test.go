@@ -75,3 +75,36 @@ func FuzzOpenInPlace(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenPieces: the pieces put together are the plaintext, for piece
+// sizes that do and do not divide it; sealed is left as it was; a damaged
+// MAC or ciphertext fails before any piece is handed out.
+func TestOpenPieces(t *testing.T) {
+	k := NewRandomKey()
+	for _, n := range []int{0, 1, 15, 16, 100, 4096, 70000} {
+		plain := make([]byte, n)
+		for i := range plain {
+			plain[i] = byte(i * 7)
+		}
+		sealed := k.Seal(nil, plain)
+		orig := append([]byte(nil), sealed...)
+		for _, piece := range []int{1, 7, 16, 4096, 1 << 20} {
+			var got []byte
+			err := k.OpenPieces(sealed, make([]byte, piece), func(off int, p []byte) {
+				if off != len(got) {
+					t.Fatalf("%d bytes, pieces of %d: offset %d after %d bytes", n, piece, off, len(got))
+				}
+				got = append(got, p...)
+			})
+			if err != nil || !bytes.Equal(got, plain) || !bytes.Equal(sealed, orig) {
+				t.Fatalf("%d bytes, pieces of %d: %v", n, piece, err)
+			}
+		}
+		bad := append([]byte(nil), sealed...)
+		bad[len(bad)/2] ^= 1
+		called := false
+		if err := k.OpenPieces(bad, make([]byte, 64), func(int, []byte) { called = true }); !errors.Is(err, ErrUnauthenticated) || called {
+			t.Fatalf("%d bytes damaged: %v, pieces handed out: %v", n, err, called)
+		}
+	}
+}
