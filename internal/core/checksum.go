@@ -41,19 +41,6 @@ func HashChecked(data []byte) (ID, uint64) {
 // CheckSum returns the check sum HashChecked returns for data.
 func CheckSum(data []byte) uint64 { return xxhash.Sum64(data) }
 
-// HashChecked2 is HashChecked for two buffers at once: their SHA-256s are
-// computed side by side (sha256x.Write2, about 1.6 times the rate of two
-// HashChecked calls on cores with SHA-NI).
-func HashChecked2(a, b []byte) (ida ID, suma uint64, idb ID, sumb uint64) {
-	var da, db CheckedDigest
-	da.Reset()
-	db.Reset()
-	WriteChecked2(&da, a, &db, b)
-	ida, suma = da.Sum()
-	idb, sumb = db.Sum()
-	return
-}
-
 // CheckedDigest is a running HashChecked, for feeding a buffer in parts
 // (each part's pieces are summed before they are hashed, as in
 // HashChecked). The zero value needs Reset.

@@ -2,10 +2,10 @@
 //
 // On amd64 with the SHA extensions (SHA-NI), hashing one message is bound by
 // the latency of the round instruction, not by how often it can start: the
-// unit sits mostly idle. Write2 and Sum2 advance two messages block by block
+// unit sits mostly idle. Write2 advances two messages block by block
 // in one instruction stream, which on such cores costs little more than one
 // message alone (see BenchmarkSum2). Elsewhere, and for what one message has
-// left when the other is done, they hash each message on its own with
+// left when the other is done, it hashes each message on its own with
 // crypto/sha256 or an equivalent path; the results are always plain SHA-256.
 package sha256x
 
@@ -132,16 +132,4 @@ func (d *Digest) Sum() [Size]byte {
 		binary.BigEndian.PutUint32(out[4*i:], v)
 	}
 	return out
-}
-
-// Sum2 returns the SHA-256 digests of a and b.
-func Sum2(a, b []byte) (sa, sb [Size]byte) {
-	if !useNI {
-		return sha256.Sum256(a), sha256.Sum256(b)
-	}
-	var da, db Digest
-	da.Reset()
-	db.Reset()
-	Write2(&da, a, &db, b)
-	return da.Sum(), db.Sum()
 }
