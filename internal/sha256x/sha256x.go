@@ -60,10 +60,7 @@ func (d *Digest) Write(p []byte) {
 	}
 	p = d.fill(p)
 	if n := len(p) / blockSize; n > 0 {
-		var junk [8]uint32
-		// the second lane redoes the same blocks into a scratch state:
-		// it rides along in the idle part of the unit
-		blocks2(&d.h, &p[0], &junk, &p[0], n)
+		blocks1(&d.h, &p[0], n)
 		d.len += uint64(n * blockSize)
 		p = p[n*blockSize:]
 	}
@@ -83,8 +80,7 @@ func (d *Digest) fill(p []byte) []byte {
 	d.nx += n
 	d.len += uint64(n)
 	if d.nx == blockSize {
-		var junk [8]uint32
-		blocks2(&d.h, &d.x[0], &junk, &d.x[0], 1)
+		blocks1(&d.h, &d.x[0], 1)
 		d.nx = 0
 	}
 	return p[n:]

@@ -7,6 +7,11 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func blocks2(ha *[8]uint32, pa *byte, hb *[8]uint32, pb *byte, n int)
 
+// blocks1 hashes n 64-byte blocks at p into h.
+//
+//go:noescape
+func blocks1(h *[8]uint32, p *byte, n int)
+
 func cpuid(leaf, sub uint32) (a, b, c, d uint32)
 
 // hasNI reports the SHA extensions (CPUID.(EAX=7,ECX=0):EBX bit 29) and
