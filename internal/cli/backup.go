@@ -207,7 +207,11 @@ func runBackup(ctx context.Context, g *globalOptions, o backupOptions, args []st
 	if err != nil {
 		return err
 	}
+	cpus, restoreProcs := spareProc()
+	defer restoreProcs()
 	arch := archiver.New(r, archiver.Options{
+		FileWorkers:   2 * cpus,
+		BlobWorkers:   cpus,
 		DryRun:        o.dryRun,
 		DirHook:       dirHook,
 		Select:        sel,
@@ -440,7 +444,9 @@ func runBackupStdin(ctx context.Context, g *globalOptions, o backupOptions, args
 		sn.Tags = append(sn.Tags, t...)
 	}
 	sn.ProgramVersion = "cairn " + Version
-	res, err := archiver.New(r, archiver.Options{DryRun: o.dryRun}).RunStdin(lctx, rd, name, snTime)
+	cpus, restoreProcs := spareProc()
+	defer restoreProcs()
+	res, err := archiver.New(r, archiver.Options{DryRun: o.dryRun, BlobWorkers: cpus}).RunStdin(lctx, rd, name, snTime)
 	if cmd != nil {
 		if err != nil {
 			// The backup stopped before the end of the command's output:
