@@ -15,8 +15,8 @@ var procs struct {
 }
 
 // spareProc gives the Go scheduler one processor (P) more than there are
-// CPUs for the length of a backup, and returns the CPU count the backup
-// pipeline sizes its workers by; restore puts the old setting back.
+// CPUs for the length of a backup or restore, and returns the CPU count the
+// backup pipeline sizes its workers by; restore puts the old setting back.
 //
 // A goroutine blocked in a system call keeps its P until the runtime's
 // monitor thread takes it back, after 20 µs to 10 ms depending on how idle
@@ -28,7 +28,9 @@ var procs struct {
 // of it right after a thread returned from a call and found no P. With a
 // spare P (and the workers still sized by the CPU count, so CPU-bound
 // goroutines do not outnumber the cores for long) it was 0.84-0.92 s.
-// GOMAXPROCS set by the user is left as it is.
+// Restores, whose workers wait in direct writes, gain the same way. Not for
+// check: its workers are sized by GOMAXPROCS and never block for long (a
+// third worker made it slower). GOMAXPROCS set by the user is left as it is.
 func spareProc() (cpus int, restore func()) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return runtime.GOMAXPROCS(0), func() {}

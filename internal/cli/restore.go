@@ -125,6 +125,10 @@ func runRestore(ctx context.Context, g *globalOptions, o restoreOptions, arg str
 	prog := &restorer.Progress{}
 	start := time.Now()
 	stop := g.startRestoreProgress(prog, start)
+	// the restorer's workers wait in direct writes (its worker count does
+	// not follow GOMAXPROCS): see spareProc
+	_, restoreProcs := spareProc()
+	defer restoreProcs()
 	res, err := restorer.Restore(ctx, r, root, restorer.Options{
 		Target: o.target, Select: sel, Overwrite: ow, Delete: o.delete, Verify: o.verify,
 		DryRun: o.dryRun, Progress: prog, IgnoreOwnership: os.Geteuid() != 0, Direct: direct,
