@@ -6,8 +6,11 @@ import (
 	"sync"
 )
 
-// procs counts the backups running in this process (tests run several at
-// once), so that the first raises GOMAXPROCS and the last puts it back.
+// procs counts the backups and restores running in this process (tests run
+// several at once), so that the first raises GOMAXPROCS and the last puts
+// it back. (Setting it explicitly ends the runtime's own updates of
+// GOMAXPROCS when a container's CPU limit changes, for the rest of the
+// process: a command's process ends with the command.)
 var procs struct {
 	mu    sync.Mutex // guards users and cpus
 	users int
