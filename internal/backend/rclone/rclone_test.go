@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -140,6 +141,9 @@ func TestRcloneStalls(t *testing.T) {
 	if err := syscall.Kill(-pgid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// kill returns before every thread has stopped: a thread already
+	// running could still answer the next request
+	waitStopped(t, pgid)
 	_, err = b.Stat(ctx, backend.Handle{Type: core.ConfigFile})
 	if err := syscall.Kill(-pgid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -149,6 +153,32 @@ func TestRcloneStalls(t *testing.T) {
 	}
 	if _, err := b.Stat(ctx, backend.Handle{Type: core.ConfigFile}); !errors.Is(err, backend.ErrNotExist) {
 		t.Errorf("Stat after rclone went on: %v", err)
+	}
+}
+
+// waitStopped waits until every thread of process pid is stopped.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatalf("threads of rclone: %v", err)
+		}
+		stopped := 0
+		for _, task := range tasks {
+			st, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+			// the state follows the command name, which ends with ')'
+			if i := bytes.LastIndexByte(st, ')'); err == nil && i >= 0 && i+2 < len(st) && (st[i+2] == 'T' || st[i+2] == 't') {
+				stopped++
+			}
+		}
+		if stopped == len(tasks) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rclone not stopped after SIGSTOP: %d of %d threads", stopped, len(tasks))
+		}
 	}
 }
 
