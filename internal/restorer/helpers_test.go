@@ -80,14 +80,7 @@ func backupTestRepo(tb testing.TB, src string, packSize int) *testRepo {
 	tb.Helper()
 	ctx := context.Background()
 	dir := newRepoDir(tb)
-	be, err := local.Open(ctx, dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r, err := repo.Open(ctx, be, testPassword, repo.Options{PackSize: packSize})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	r := openRepoDir(tb, dir, repo.Options{PackSize: packSize})
 	res, err := archiver.New(r, archiver.Options{}).Run(ctx, []string{src})
 	if err != nil {
 		tb.Fatal(err)
@@ -108,19 +101,26 @@ func backupTestRepo(tb testing.TB, src string, packSize int) *testRepo {
 	return tr
 }
 
+// openRepoDir opens the local repository in dir.
+func openRepoDir(tb testing.TB, dir string, opts repo.Options) *repo.Repository {
+	tb.Helper()
+	ctx := context.Background()
+	be, err := local.Open(ctx, dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := repo.Open(ctx, be, testPassword, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
 // open opens the repository with its index loaded.
 func (tr *testRepo) open(tb testing.TB) *repo.Repository {
 	tb.Helper()
-	ctx := context.Background()
-	be, err := local.Open(ctx, tr.dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r, err := repo.Open(ctx, be, testPassword, repo.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := r.LoadIndex(ctx); err != nil {
+	r := openRepoDir(tb, tr.dir, repo.Options{})
+	if err := r.LoadIndex(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	return r

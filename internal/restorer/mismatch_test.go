@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/internal/backend"
-	"github.com/cairn-backup/cairn/internal/backend/local"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/repo"
 	"github.com/cairn-backup/cairn/internal/tree"
@@ -28,16 +27,9 @@ import (
 func TestRestoreBlobContentMismatch(t *testing.T) {
 	ctx := context.Background()
 	dir := newRepoDir(t)
-	be, err := local.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// without the verification before upload a blob can be stored under a
 	// wrong ID, which is what this test needs
-	r, err := repo.Open(ctx, be, testPassword, repo.Options{NoExtraVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openRepoDir(t, dir, repo.Options{NoExtraVerify: true})
 	rnd := rand.New(rand.NewPCG(7, 7))
 	bad := map[int]bool{0: true, 3: true, 4: true, 8: true}
 	sizes := []int{5000, 200 << 10, 70, 1 << 20, 3000, 64, 90000, 300 << 10, 40000}
