@@ -3,7 +3,7 @@ package core
 import (
 	"crypto/sha256"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
 
 	"github.com/cairn-backup/cairn/internal/sha256x"
 )
@@ -13,7 +13,7 @@ import (
 // hash reads it.
 const checkPiece = 32 << 10
 
-// HashChecked returns the ID of data together with its check sum (XXH64,
+// HashChecked returns the ID of data together with its check sum (XXH3-64,
 // see CheckSum). Both are computed in one pass, piece by piece, the check sum
 // of each piece before its SHA-256: if the buffer changes at any moment after
 // a piece was summed (a memory fault, a buffer reused too early), the bytes a
@@ -22,10 +22,10 @@ const checkPiece = 32 << 10
 // blob's check sum with this one instead of hashing it with SHA-256 again.
 func HashChecked(data []byte) (ID, uint64) {
 	if len(data) <= checkPiece {
-		x := xxhash.Sum64(data)
+		x := xxh3.Hash(data)
 		return sha256.Sum256(data), x
 	}
-	x := xxhash.New()
+	var x xxh3.Hasher
 	s := sha256.New()
 	for p := data; len(p) > 0; {
 		n := min(len(p), checkPiece)
@@ -38,14 +38,16 @@ func HashChecked(data []byte) (ID, uint64) {
 	return id, x.Sum64()
 }
 
-// CheckSum returns the check sum HashChecked returns for data.
-func CheckSum(data []byte) uint64 { return xxhash.Sum64(data) }
+// CheckSum returns the check sum HashChecked returns for data. It is XXH3
+// (64 bits), which runs at 25–60 GB/s with AVX2/AVX-512 against XXH64's
+// ~14: a check sum never leaves memory, so the choice is free.
+func CheckSum(data []byte) uint64 { return xxh3.Hash(data) }
 
 // CheckedDigest is a running HashChecked, for feeding a buffer in parts
 // (each part's pieces are summed before they are hashed, as in
 // HashChecked). The zero value needs Reset.
 type CheckedDigest struct {
-	x xxhash.Digest
+	x xxh3.Hasher
 	s sha256x.Digest
 }
 

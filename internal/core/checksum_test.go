@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
 )
 
 // TestHashChecked: the ID is the SHA-256 and the check sum the XXH64 of the
@@ -20,8 +20,8 @@ func TestHashChecked(t *testing.T) {
 		if id != ID(sha256.Sum256(data[:n])) || id != Hash(data[:n]) {
 			t.Errorf("%d bytes: ID differs from SHA-256", n)
 		}
-		if sum != xxhash.Sum64(data[:n]) || sum != CheckSum(data[:n]) {
-			t.Errorf("%d bytes: check sum differs from XXH64", n)
+		if sum != xxh3.Hash(data[:n]) || sum != CheckSum(data[:n]) {
+			t.Errorf("%d bytes: check sum differs from XXH3", n)
 		}
 	}
 	// every byte counts in both
