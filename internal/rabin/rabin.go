@@ -18,9 +18,11 @@
 //     positions can be searched by its own chain, started by hashing the 64
 //     bytes before the range.
 //
-// Cut searches four ranges at once, one chain each, which the CPU overlaps;
-// where a chain finds a boundary, the ranges before it are finished in order
-// so that the first boundary wins. Tables come from the library's polynomial
+// On CPUs with AVX-512 GFNI and VBMI, Cut searches 64 ranges at once, one
+// chain per byte of a vector register (lanes.go); elsewhere, and for what is
+// left, four ranges at once, one chain each, which the CPU overlaps. Where a
+// chain finds a boundary, the ranges before it are finished in order so
+// that the first boundary wins. Tables come from the library's polynomial
 // arithmetic (chunker.Pol), and the tests compare every cut with the
 // library's BaseChunker (including a fuzz target), so the repository format
 // does not depend on this package being right by construction alone.
@@ -28,6 +30,7 @@ package rabin
 
 import (
 	"fmt"
+	"math/bits"
 	"sync"
 
 	"github.com/restic/chunker"
@@ -58,6 +61,9 @@ type Table struct {
 	// out[b] removes a byte that has just left the window: b·x^(8·64) mod P,
 	// the byte's weight after 64 more bytes have been shifted in.
 	out [256]uint64
+	// vec holds the same arithmetic as bit matrices for the vector search
+	// (lanes.go).
+	vec *vecConsts
 }
 
 // tables caches the tables of every polynomial seen: a process uses one
@@ -93,6 +99,7 @@ func New(pol chunker.Pol) (*Table, error) {
 		}
 		t.out[b] = uint64(h)
 	}
+	t.vec = newVecConsts(pol)
 	return t, nil
 }
 
@@ -132,6 +139,13 @@ func (t *Table) fingerprint(data []byte, p int) uint64 {
 // search returns the first position p in [a, b) whose fingerprint has its
 // low bits clear, or -1. It needs 64 ≤ a and b ≤ len(data)+1.
 func (t *Table) search(data []byte, a, b int) int {
+	if useVec && a > window && b-a >= vecLanes*vecMinRun {
+		p, next := t.searchVec(data, a, b)
+		if p >= 0 || next == b {
+			return p
+		}
+		a = next
+	}
 	mod, out := &t.mod, &t.out
 	for b-a >= lanes*minRun {
 		run := min((b-a)/lanes, maxRun)
@@ -172,6 +186,31 @@ func (t *Table) search(data []byte, a, b int) int {
 		a += lanes * run
 	}
 	return t.searchOne(data, a, b)
+}
+
+// useVec selects the vector search (tests may turn it off).
+var useVec = hasVec()
+
+// searchVec searches [a, b) in rounds of 64 ranges (lanes.go) and returns
+// the first boundary, or -1 and where the rounds stopped: what is left is
+// shorter than one round.
+func (t *Table) searchVec(data []byte, a, b int) (int, int) {
+	// Chain k of a round reads from a-65+k·run up to a+(k+1)·run-2, within
+	// data because b <= len(data)+1.
+	var scratch [vecScratch]byte
+	for b-a >= vecLanes*vecMinRun {
+		run := min((b-a)/vecLanes/vecMinRun*vecMinRun, vecMaxRun)
+		hits := vecHits(t.vec, &data[a-window-1], run, run/vecMinRun+1, &scratch[0])
+		for ; hits != 0; hits &= hits - 1 {
+			k := bits.TrailingZeros64(hits)
+			if p := t.searchOne(data, a+k*run, a+(k+1)*run); p >= 0 {
+				return p, a
+			}
+			panic("rabin: a vector chain reported a boundary searchOne does not find")
+		}
+		a += vecLanes * run
+	}
+	return -1, a
 }
 
 // hit4 reports whether any of four fingerprints has its low bits clear:

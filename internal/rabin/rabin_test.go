@@ -59,12 +59,18 @@ func tableCuts(tab *Table, data []byte, piece int) []int {
 	return cuts
 }
 
+// compare checks Cut against the library, with the vector search (where
+// the CPU has it) and without.
 func compare(t *testing.T, tab *Table, pol chunker.Pol, data []byte, pieces ...int) {
 	t.Helper()
 	want := libraryCuts(pol, data)
-	for _, piece := range pieces {
-		if got := tableCuts(tab, data, piece); !slices.Equal(got, want) {
-			t.Fatalf("pieces of %d bytes: cuts %v, library cuts %v", piece, got, want)
+	defer func(v bool) { useVec = v }(useVec)
+	for _, vec := range []bool{hasVec(), false} {
+		useVec = vec
+		for _, piece := range pieces {
+			if got := tableCuts(tab, data, piece); !slices.Equal(got, want) {
+				t.Fatalf("vector search %v, pieces of %d bytes: cuts %v, library cuts %v", vec, piece, got, want)
+			}
 		}
 	}
 }
@@ -252,6 +258,13 @@ func BenchmarkCut(b *testing.B) {
 	for b.Loop() {
 		tableCuts(tab, data, 128<<10)
 	}
+}
+
+// BenchmarkCutScalar is BenchmarkCut without the vector search.
+func BenchmarkCutScalar(b *testing.B) {
+	defer func(v bool) { useVec = v }(useVec)
+	useVec = false
+	BenchmarkCut(b)
 }
 
 func BenchmarkLibrary(b *testing.B) {
