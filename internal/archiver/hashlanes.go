@@ -34,13 +34,13 @@ func (h *hashLanes) add(a *Archiver, job *blobJob) {
 		l = &h.lane[1]
 	}
 	l.job, l.rest = job, job.ch.data
-	l.d.Reset()
+	l.d.Reset(job.ch.data)
 	if h.lane[0].job == nil || h.lane[1].job == nil {
 		return
 	}
 	x, y := &h.lane[0], &h.lane[1]
 	n := min(len(x.rest), len(y.rest))
-	core.WriteChecked2(&x.d, x.rest[:n], &y.d, y.rest[:n])
+	core.WriteChecked2(&x.d, n, &y.d, n)
 	x.rest, y.rest = x.rest[n:], y.rest[n:]
 	if len(x.rest) == 0 {
 		h.save(a, x)
@@ -55,7 +55,7 @@ func (h *hashLanes) add(a *Archiver, job *blobJob) {
 func (h *hashLanes) finishAlone(a *Archiver) {
 	for i := range h.lane {
 		if l := &h.lane[i]; l.job != nil {
-			l.d.Write(l.rest)
+			l.d.Write(len(l.rest))
 			l.rest = nil
 			h.save(a, l)
 		}

@@ -8,7 +8,7 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// TestHashChecked: the ID is the SHA-256 and the check sum the XXH64 of the
+// TestHashChecked: the ID is the SHA-256 and the check sum CheckSum of the
 // whole input, for sizes around the piece size and its multiples (the
 // piece loop must neither skip nor repeat bytes).
 func TestHashChecked(t *testing.T) {
@@ -20,8 +20,8 @@ func TestHashChecked(t *testing.T) {
 		if id != ID(sha256.Sum256(data[:n])) || id != Hash(data[:n]) {
 			t.Errorf("%d bytes: ID differs from SHA-256", n)
 		}
-		if sum != xxh3.Hash(data[:n]) || sum != CheckSum(data[:n]) {
-			t.Errorf("%d bytes: check sum differs from XXH3", n)
+		if sum != checkSumRef(data[:n]) || sum != CheckSum(data[:n]) {
+			t.Errorf("%d bytes: check sum differs from its definition", n)
 		}
 	}
 	// every byte counts in both
@@ -87,10 +87,65 @@ func BenchmarkHashChecked(b *testing.B) {
 // hashChecked2 hashes two whole buffers side by side.
 func hashChecked2(a, b []byte) (ida ID, suma uint64, idb ID, sumb uint64) {
 	var da, db CheckedDigest
-	da.Reset()
-	db.Reset()
-	WriteChecked2(&da, a, &db, b)
+	da.Reset(a)
+	db.Reset(b)
+	WriteChecked2(&da, len(a), &db, len(b))
 	ida, suma = da.Sum()
 	idb, sumb = db.Sum()
 	return
+}
+
+// checkSumRef is CheckSum's definition written out: XXH3 of each piece of
+// checkPiece bytes (the last one shorter or, for no data, empty), folded in
+// order, then the length.
+func checkSumRef(data []byte) uint64 {
+	var pieces [][]byte
+	for len(data)-len(pieces)*checkPiece > checkPiece {
+		pieces = append(pieces, data[len(pieces)*checkPiece:][:checkPiece])
+	}
+	pieces = append(pieces, data[len(pieces)*checkPiece:])
+	var acc uint64
+	for _, p := range pieces {
+		acc = (acc ^ xxh3.Hash(p)) * 0x9E3779B97F4A7C15
+	}
+	return (acc ^ uint64(len(data))) * 0x9E3779B97F4A7C15
+}
+
+// TestCheckedDigestParts feeds buffers in parts of every kind (within a
+// piece, across pieces, side by side with another buffer of another
+// length) and compares with HashChecked.
+func TestCheckedDigestParts(t *testing.T) {
+	data := make([]byte, 4*checkPiece+77)
+	rand.NewChaCha8([32]byte{5}).Read(data)
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := range 300 {
+		a := data[:r.IntN(len(data)+1)]
+		b := data[r.IntN(len(data)):]
+		var da, db CheckedDigest
+		da.Reset(a)
+		db.Reset(b)
+		for ra, rb := len(a), len(b); ra > 0 || rb > 0; {
+			n := min(r.IntN(3*checkPiece/2)+1, ra, rb)
+			switch {
+			case n > 0 && r.IntN(3) > 0:
+				WriteChecked2(&da, n, &db, n)
+				ra, rb = ra-n, rb-n
+			case ra > 0:
+				n = min(ra, r.IntN(checkPiece)+1)
+				da.Write(n)
+				ra -= n
+			default:
+				n = min(rb, r.IntN(checkPiece)+1)
+				db.Write(n)
+				rb -= n
+			}
+		}
+		ida, suma := da.Sum()
+		idb, sumb := db.Sum()
+		wa, wsa := HashChecked(a)
+		wb, wsb := HashChecked(b)
+		if ida != wa || suma != wsa || idb != wb || sumb != wsb {
+			t.Fatalf("trial %d: parts of %d and %d bytes differ from HashChecked", trial, len(a), len(b))
+		}
+	}
 }
