@@ -173,7 +173,7 @@ Exit codes: 0 success, 1 error, 3 backup incomplete (some files unreadable),
 	f.CountVarP(&g.Verbose, "verbose", "v", "print more (repeat for even more)")
 	f.BoolVar(&g.NoLock, "no-lock", false, "do not lock the repository (read-only commands only)")
 	f.DurationVar(&g.RetryLock, "retry-lock", 0, "retry to lock the repository for up to `duration` if it is locked")
-	f.StringVar(&g.Compression, "compression", "auto", "compression `mode` for new data (v2 repositories): auto (zstd level 3), off, fastest (1), better (6), max (11); builds without cgo use the pure-Go encoder's levels of those names")
+	f.StringVar(&g.Compression, "compression", "auto", "compression `mode` for new data (v2 repositories): auto (zstd level 3, tuned for 1 MiB blobs), off, fastest (1), better (6), max (11); builds without cgo use the pure-Go encoder's levels of those names")
 	f.IntVar(&g.PackSizeMiB, "pack-size", 0, "target pack size in `MiB` (default 16)")
 	f.IntVar(&g.LimitUpload, "limit-upload", 0, "limit uploads to `KiB/s`")
 	f.IntVar(&g.LimitDownload, "limit-download", 0, "limit downloads to `KiB/s`")
