@@ -142,6 +142,16 @@ func TestCheckWhileBackupsRun(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// every thread of the frozen backups must have stopped before their
+	// state is looked at
+	for _, p := range procs {
+		for p.stopped && !rpStopped(p.cmd.Process.Pid) {
+			if time.Now().After(deadline) {
+				t.Fatal("a backup did not stop after SIGSTOP")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	unindexed := unindexedPacks(t, r)
 	if len(unindexed) == 0 {
 		t.Fatal("no unindexed packs while the backups are frozen")
