@@ -39,6 +39,7 @@ type Key struct {
 
 	block    cipher.Block // AES-256 with EncryptionKey, built lazily
 	macBlock cipher.Block // AES-128 with MAC.K
+	powers   *keyPowers   // powers of MAC.R for the vector Poly1305 (poly.go)
 }
 
 // NewRandomKey returns a fresh key from crypto/rand.
@@ -80,6 +81,7 @@ func (k *Key) init() error {
 	if k.macBlock, err = aes.NewCipher(k.MAC.K[:]); err != nil {
 		return fmt.Errorf("init MAC key: %w", err)
 	}
+	k.powers = &keyPowers{}
 	return nil
 }
 
@@ -101,7 +103,11 @@ func (k *Key) mac(nonce, ciphertext []byte) [macSize]byte {
 	copy(polyKey[:16], k.MAC.R[:])
 	k.macBlock.Encrypt(polyKey[16:], nonce) // s = AES-128_k(nonce)
 	var tag [macSize]byte
-	poly1305.Sum(&tag, ciphertext, &polyKey)
+	var pp *polyPowers
+	if k.powers != nil {
+		pp = k.powers.get(&polyKey)
+	}
+	polySum(&tag, ciphertext, &polyKey, pp)
 	return tag
 }
 
