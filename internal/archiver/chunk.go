@@ -263,10 +263,12 @@ func (c *chunkReader) takeCarry() []byte {
 }
 
 // cut ends the chunk at out[:n], whose ID is id; the rest of out becomes
-// the carry.
+// the carry. The carry gets a buffer of its own size (at most a piece): the
+// reader may wait a long time for a chunk slot before the next chunk needs
+// room, and only then does grow move it into a chunk-sized buffer.
 func (c *chunkReader) cut(out []byte, n int, id core.ID, sum uint64) chunk {
 	if rest := out[n:]; len(rest) > 0 {
-		c.carry = append(getBuf(max(chunkBufSize, len(rest)))[:0], rest...)
+		c.carry = append(getBuf(len(rest))[:0], rest...)
 	}
 	return chunk{data: out[:n], id: id, sum: sum}
 }
