@@ -87,7 +87,7 @@ type hint struct {
 
 // chunkReader cuts a file into content-defined chunks with exactly the
 // boundaries of chunker.Chunker (found by package rabin, which searches
-// four ranges of a chunk at once), with three savings over a plain read →
+// many ranges of a chunk at once), with three savings over a plain read →
 // chunk → copy loop:
 //   - bytes are read straight into the chunk's own pooled buffer (sized to
 //     the chunk, not to the 8 MiB maximum); only the bytes read past a cut

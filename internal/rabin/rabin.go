@@ -201,12 +201,14 @@ func (t *Table) searchVec(data []byte, a, b int) (int, int) {
 	for b-a >= vecLanes*vecMinRun {
 		run := min((b-a)/vecLanes/vecMinRun*vecMinRun, vecMaxRun)
 		hits := vecHits(t.vec, &data[a-window-1], run, run/vecMinRun+1, &scratch[0])
-		for ; hits != 0; hits &= hits - 1 {
+		if hits != 0 {
+			// the first range with a boundary holds the first boundary
 			k := bits.TrailingZeros64(hits)
-			if p := t.searchOne(data, a+k*run, a+(k+1)*run); p >= 0 {
-				return p, a
+			p := t.searchOne(data, a+k*run, a+(k+1)*run)
+			if p < 0 {
+				panic("rabin: a vector chain reported a boundary searchOne does not find")
 			}
-			panic("rabin: a vector chain reported a boundary searchOne does not find")
+			return p, a
 		}
 		a += vecLanes * run
 	}

@@ -43,21 +43,19 @@ const p130lo, p130hi, p130top = 0xFFFFFFFFFFFFFFFB, 0xFFFFFFFFFFFFFFFF, 3
 // mulMod returns a·b mod p (partially reduced: below 2^130 + small),
 // for a and b below 2^131.
 func mulMod(a, b uint130) uint130 {
-	// 192-bit operands as three words; products summed into words t0..t4
+	// schoolbook on 64-bit words; each 128-bit product is added at its
+	// place and its carry runs up (the product is below 2^262: 5 words)
 	aw := [3]uint64{a.lo, a.hi, a.top}
 	bw := [3]uint64{b.lo, b.hi, b.top}
 	var t [6]uint64
 	for i := range 3 {
-		var carry uint64
 		for j := range 3 {
 			hi, lo := bits.Mul64(aw[i], bw[j])
 			var c uint64
 			t[i+j], c = bits.Add64(t[i+j], lo, 0)
-			hi += c // cannot overflow: hi < 2^64-1
-			t[i+j+1], c = bits.Add64(t[i+j+1], hi, 0)
-			carry = c
-			for k := i + j + 2; carry != 0 && k < 6; k++ {
-				t[k], carry = bits.Add64(t[k], carry, 0)
+			t[i+j+1], c = bits.Add64(t[i+j+1], hi, c)
+			for k := i + j + 2; c != 0 && k < 6; k++ {
+				t[k], c = bits.Add64(t[k], 0, c)
 			}
 		}
 	}
@@ -132,7 +130,6 @@ func polyKeyR(key *[32]byte) uint130 {
 func fullyReduce(x uint130) uint130 {
 	x = reduce([6]uint64{x.lo, x.hi, x.top})
 	// now x < 2^130 + 5·2: subtract p once if x >= p
-	var b uint64
 	lo, b := bits.Sub64(x.lo, p130lo, 0)
 	hi, b := bits.Sub64(x.hi, p130hi, b)
 	top, b := bits.Sub64(x.top, p130top, b)

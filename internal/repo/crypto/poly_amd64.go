@@ -2,8 +2,8 @@ package crypto
 
 import "golang.org/x/sys/cpu"
 
-// polyBlocks runs Poly1305's lanes over groups×128 bytes at p (lanes.go's
-// layout in poly.go): each group adds eight blocks to the eight lanes and
+// polyBlocks runs Poly1305's lanes over groups×128 bytes at p (the layout
+// is described in poly.go): each group adds eight blocks to the eight lanes and
 // multiplies by r^8, except the last group, which multiplies lane j by
 // r^(8-j) instead. st starts zero.
 //
