@@ -82,7 +82,13 @@ func makeSources(t *testing.T, dir string, n int, seed uint64) []string {
 // backupProcess runs one cairn backup as a process and records the
 // snapshot in the ledger when it reports one.
 func backupProcess(t *testing.T, l *ledger, repo, src, host string, env ...string) (int, string) {
-	code, out := runProcess(t, env, "-r", repo, "backup", "--json", "--host", host, src)
+	return backupProcessFlags(t, l, repo, src, host, nil, env...)
+}
+
+// backupProcessFlags is backupProcess with extra global flags.
+func backupProcessFlags(t *testing.T, l *ledger, repo, src, host string, flags []string, env ...string) (int, string) {
+	args := append(append([]string{"-r", repo}, flags...), "backup", "--json", "--host", host, src)
+	code, out := runProcess(t, env, args...)
 	for _, line := range strings.Split(out, "\n") {
 		var s backupSummaryJSON
 		if json.Unmarshal([]byte(line), &s) == nil && s.MessageType == "summary" && s.SnapshotID != "" {
@@ -148,7 +154,11 @@ func TestStressConcurrentBackupsAndPrune(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if code, out := backupProcess(t, l, repo, src, fmt.Sprintf("h%d", k), env...); code != 0 {
+				// a backup that starts after the prune took its sweep's
+				// exclusive lock waits for it, as a user's would with
+				// --retry-lock (without, it is refused: ExitLocked)
+				flags := []string{"--retry-lock", "2m"}
+				if code, out := backupProcessFlags(t, l, repo, src, fmt.Sprintf("h%d", k), flags, env...); code != 0 {
 					t.Errorf("backup %d: exit %d: %s", k, code, out)
 				}
 			}()
