@@ -63,16 +63,7 @@ type Options struct {
 	// DryRun reads and chunks everything but stores nothing: blobs are
 	// only looked up in the index.
 	DryRun bool
-	// OnBulkData, if set, is called once, from a worker, when the blobs
-	// this run added first reach 64 MiB: the caller may
-	// then give the pipeline more memory for throughput (incremental
-	// backups that add little never get there).
-	OnBulkData func()
 }
-
-// bulkDataThreshold is the amount of new blob data after which
-// Options.OnBulkData is called (a variable for tests).
-var bulkDataThreshold uint64 = 64 << 20
 
 // DirHook sees every directory the walker enters and leaves, in depth-first
 // order, before Select is called for its entries.
@@ -941,14 +932,8 @@ func (a *Archiver) saveBlobNow(data []byte) (core.ID, error) {
 	return id, a.saveData(data, id, sum)
 }
 
-// added counts n bytes of new blob data and calls OnBulkData when they
-// first reach bulkDataThreshold.
-func (a *Archiver) added(n int) {
-	total := a.st.dataAdded.Add(uint64(n))
-	if a.opts.OnBulkData != nil && total >= bulkDataThreshold && total-uint64(n) < bulkDataThreshold {
-		a.opts.OnBulkData()
-	}
-}
+// added counts n bytes of new blob data.
+func (a *Archiver) added(n int) { a.st.dataAdded.Add(uint64(n)) }
 
 // saveData saves a data blob whose ID and check sum (chunkID) are id and sum.
 func (a *Archiver) saveData(data []byte, id core.ID, sum uint64) error {

@@ -241,36 +241,3 @@ func TestUnreadableFileIsReportedAndSkipped(t *testing.T) {
 		t.Fatalf("errors %v vs reported %v", res.Errors, reported)
 	}
 }
-
-// TestOnBulkData: the hook runs exactly once when a run's new data reaches
-// the threshold, and not at all for runs that add less (an unchanged
-// re-backup adds nothing).
-func TestOnBulkData(t *testing.T) {
-	defer func(old uint64) { bulkDataThreshold = old }(bulkDataThreshold)
-	bulkDataThreshold = 2 << 20
-	ctx := context.Background()
-	r, err := repo.Init(ctx, mem.New(), "pw", 2, crypto.Params{N: 1024, R: 1, P: 1}, repo.Options{PackSize: 128 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	src := t.TempDir()
-	writeRandomTree(t, src, 3) // five files of 3-4 MiB and small ones: > 15 MiB new
-	var calls atomic.Int32
-	opts := Options{OnBulkData: func() { calls.Add(1) }}
-	res, err := New(r, opts).Run(ctx, []string{src})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := calls.Load(); n != 1 {
-		t.Errorf("first backup (%d bytes added): OnBulkData called %d times, want 1", res.Summary.DataAdded, n)
-	}
-	calls.Store(0)
-	opts.Parent = &res.Tree
-	if _, err := New(r, opts).Run(ctx, []string{src}); err != nil {
-		t.Fatal(err)
-	}
-	if n := calls.Load(); n != 0 {
-		t.Errorf("unchanged backup: OnBulkData called %d times, want 0", n)
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"github.com/restic/chunker"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-backup/cairn/internal/bufpool"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/fsnode"
 	"github.com/cairn-backup/cairn/internal/rabin"
@@ -210,19 +211,14 @@ func (c *chunkReader) segment() error {
 	return nil
 }
 
-// grow makes room for n more bytes in buf (a pooled buffer).
+// grow makes room for n more bytes in buf (a pooled buffer): in place when
+// the arena has the memory after it free, else by moving to a buffer twice
+// as large (at least chunkBufSize).
 func grow(buf []byte, n int) []byte {
 	if len(buf)+n <= cap(buf) {
 		return buf
 	}
-	c := max(2*cap(buf), chunkBufSize)
-	for c < len(buf)+n {
-		c *= 2
-	}
-	nb := getBuf(c)[:len(buf)]
-	copy(nb, buf)
-	putBuf(buf)
-	return nb
+	return bufpool.Grow(buf, len(buf)+n, max(2*cap(buf), chunkBufSize))
 }
 
 // fill appends up to n bytes at c.pos to buf (hole bytes as zeros) and
@@ -270,7 +266,7 @@ func (c *chunkReader) cut(out []byte, n int, id core.ID, sum uint64) chunk {
 	if rest := out[n:]; len(rest) > 0 {
 		c.carry = append(getBuf(len(rest))[:0], rest...)
 	}
-	return chunk{data: out[:n], id: id, sum: sum}
+	return chunk{data: bufpool.Trim(out[:n], n), id: id, sum: sum}
 }
 
 // next returns the next chunk (release it when done), or io.EOF.
@@ -311,6 +307,7 @@ func (c *chunkReader) next() (chunk, error) {
 		if c.eof {
 			switch {
 			case len(out) > 0:
+				out = bufpool.Trim(out, len(out))
 				if c.deferIDs && c.hintAt == nil {
 					return chunk{data: out, needID: true}, nil
 				}

@@ -513,8 +513,10 @@ func (r *Repository) DecodeBlob(b pack.Blob, sealed []byte, dst []byte) ([]byte,
 	var plain []byte
 	var err error
 	if b.IsCompressed() {
-		tmp, err := r.key.Open(getBuf(len(sealed))[:0], sealed)
+		buf := getBuf(len(sealed))
+		tmp, err := r.key.Open(buf[:0], sealed)
 		if err != nil {
+			putBuf(buf)
 			return nil, fmt.Errorf("blob %v: %w: %w", b.BlobHandle, ErrInvalidData, err)
 		}
 		plain, err = decompress(dst, tmp, int(b.UncompressedLength))

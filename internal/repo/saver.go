@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/cairn-backup/cairn/internal/backend"
+	"github.com/cairn-backup/cairn/internal/bufpool"
 	"github.com/cairn-backup/cairn/internal/core"
 	"github.com/cairn-backup/cairn/internal/repo/crypto"
 	"github.com/cairn-backup/cairn/internal/repo/index"
@@ -93,8 +94,10 @@ func (s *blobSaver) stop() {
 	}
 }
 
-// discard closes and removes a pack's temporary file.
+// discard releases a pack writer's buffers, closes and removes its
+// temporary file.
 func discard(w *pack.FileWriter) {
+	w.Release()
 	f := w.File()
 	_ = f.Close()
 	_ = os.Remove(f.Name())
@@ -229,6 +232,8 @@ func (r *Repository) sealBlob(t core.BlobType, buf []byte, id core.ID, sum uint6
 			putBuf(out)
 			return nil, 0, fmt.Errorf("save blob %v: %w", id, err)
 		}
+		// the frame is usually much smaller than the room asked for
+		c = bufpool.Trim(c, len(c)+crypto.Extension-crypto.IVSize)
 		if testHookCompressed != nil {
 			testHookCompressed(c[crypto.IVSize:])
 		}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"sync"
 	"unsafe"
+
+	"github.com/cairn-backup/cairn/internal/bufpool"
 )
 
 const (
@@ -17,8 +19,9 @@ const (
 
 // directBuf is the page-aligned buffer of a writer in direct mode.
 type directBuf struct {
-	buf []byte // aligned to directAlign, length a multiple of it
-	n   int    // bytes of buf holding pack data not yet written
+	buf   []byte // aligned to directAlign, length a multiple of it
+	n     int    // bytes of buf holding pack data not yet written
+	arena bool   // buf is from bufpool's arena: goes back there
 }
 
 // directPool recycles buffers of directBufSize, so a backup writing
@@ -27,6 +30,15 @@ type directBuf struct {
 var directPool = sync.Pool{New: func() any { return &directBuf{buf: alignedBuf(directBufSize)} }}
 
 func getDirectBuf(size int) *directBuf {
+	if size%directAlign == 0 {
+		// within a backup's memory arena: recycled without the collector
+		if b := bufpool.GetArena(size); b != nil {
+			if uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign == 0 {
+				return &directBuf{buf: b, arena: true}
+			}
+			bufpool.Put(b)
+		}
+	}
 	if size == directBufSize {
 		return directPool.Get().(*directBuf)
 	}
@@ -35,6 +47,11 @@ func getDirectBuf(size int) *directBuf {
 
 func putDirectBuf(d *directBuf) {
 	d.n = 0
+	if d.arena {
+		bufpool.Put(d.buf)
+		d.buf, d.arena = nil, false
+		return
+	}
 	if len(d.buf) == directBufSize {
 		directPool.Put(d)
 	}

@@ -111,7 +111,11 @@ func writePack(t testing.TB, key *crypto.Key, dir string, blobs []testBlob, bufS
 		t.Fatalf("Finalize succeeded after the error %v", res.err)
 	}
 	if res.err != nil {
+		w.Release() // as a discarded pack's writer is
 		return res
+	}
+	if w.dio != nil || w.spare != nil || w.inflight != nil {
+		t.Fatal("writer holds direct I/O buffers after Finalize")
 	}
 	if w.IsDirect() {
 		t.Fatal("writer still direct after Finalize")
@@ -174,7 +178,9 @@ func needDirect(t *testing.T, dir string) {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if !NewFileWriter(crypto.NewRandomKey(), f).EnableDirect() {
+	w := NewFileWriter(crypto.NewRandomKey(), f)
+	defer w.Release()
+	if !w.EnableDirect() {
 		t.Skipf("no direct I/O in %s", dir)
 	}
 }
@@ -466,4 +472,5 @@ func TestFileWriterEnableDirectState(t *testing.T) {
 	if w.EnableDirect() != first || w.IsDirect() != first || directFlag(t, h) != first {
 		t.Fatal("second EnableDirect changed the state")
 	}
+	w.Release()
 }

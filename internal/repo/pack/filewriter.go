@@ -282,6 +282,26 @@ func (w *FileWriter) HeaderFull() bool {
 	return w.headerLen+entrySizeCompressed+HeaderOverhead > MaxHeaderSize
 }
 
+// Release returns the writer's direct I/O buffers, first waiting for a
+// write in flight: for a writer being discarded (after Finalize it holds
+// none). The writer must not be used afterwards.
+func (w *FileWriter) Release() {
+	if w.inflight != nil {
+		<-w.result
+		putDirectBuf(w.inflight)
+		w.inflight = nil
+	}
+	for _, d := range []*directBuf{w.spare, w.dio} {
+		if d != nil {
+			putDirectBuf(d)
+		}
+	}
+	w.spare, w.dio = nil, nil
+	if w.err == nil {
+		w.err = errors.New("pack writer released")
+	}
+}
+
 // Finalize writes the encrypted header and its length, flushes, and
 // returns the pack ID and size. The file stays open.
 func (w *FileWriter) Finalize() (core.ID, int64, error) {
