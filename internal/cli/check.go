@@ -177,7 +177,10 @@ func runCheck(ctx context.Context, g *globalOptions, o checkOptions) error {
 		}
 		emit(p)
 	}
-	c := checker.New(r, checker.Options{Report: report})
+	// libzstd's decoding is a long cgo call: a spare P (see spareProc)
+	cpus, restoreProcs := spareProc()
+	defer restoreProcs()
+	c := checker.New(r, checker.Options{Report: report, ReadParallel: max(cpus, r.Connections())})
 	finish := func() error {
 		outMu.Lock()
 		defer outMu.Unlock()

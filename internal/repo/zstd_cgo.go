@@ -173,12 +173,20 @@ func appendCompressed(dst, src []byte, c Compression) ([]byte, error) {
 }
 
 // decompressCheck decodes a frame cairn has just made, which must hold
-// exactly want bytes, into dst (which must have room for want bytes). It is
-// the pre-upload verification's decoder: the C decoder is faster than the
-// pure-Go one on libzstd's frames, and these frames are our own.
+// exactly want bytes, into dst (which must have room for want bytes): the
+// pre-upload verification.
 func decompressCheck(dst, src []byte, want int) ([]byte, error) {
-	if want == 0 || len(src) == 0 {
-		return decompress(dst, src, want)
+	return decompress(dst, src, want)
+}
+
+// decompressSized decodes zstd data that must hold exactly want (> 0)
+// bytes into dst[:want] with libzstd, in one pass (the frame is decoded
+// straight into dst, without a window buffer).
+// Concatenated frames are decoded as one stream, as the pure-Go decoder
+// does. Data that is not zstd, damaged, or of another size is an error.
+func decompressSized(dst, src []byte, want int) ([]byte, error) {
+	if want <= 0 || cap(dst) < want || len(src) == 0 {
+		return nil, fmt.Errorf("decompress: no room for %d bytes", want)
 	}
 	ctx := dctxs.get(func() *C.ZSTD_DCtx {
 		d := C.ZSTD_createDCtx()

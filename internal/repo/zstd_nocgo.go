@@ -20,3 +20,9 @@ func appendCompressed(dst, src []byte, c Compression) ([]byte, error) {
 func decompressCheck(dst, src []byte, want int) ([]byte, error) {
 	return decompress(dst, src, want)
 }
+
+// decompressSized is decompress for a dst with room for want bytes: without
+// cgo, the pure-Go decoder.
+func decompressSized(dst, src []byte, want int) ([]byte, error) {
+	return decompressGo(dst, src, want)
+}
