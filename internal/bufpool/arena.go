@@ -2,6 +2,7 @@ package bufpool
 
 import (
 	"fmt"
+	"sort"
 	"unsafe"
 )
 
@@ -168,21 +169,17 @@ func arenaExtent(b []byte, op string) (g, k int, ok bool) {
 	return g, k, true
 }
 
+// freeFrom returns the index of the first free extent that starts at or
+// after granule g. Called with mu held.
+func freeFrom(g int) int {
+	return sort.Search(len(freeExt), func(i int) bool { return int(freeExt[i].start) >= g })
+}
+
 // arenaFree returns granules [g, g+k) to the free extents. Called with mu
 // held.
 func arenaFree(g, k int) {
 	arenaUsed -= k
-	// i: the first free extent after g
-	lo, hi := 0, len(freeExt)
-	for lo < hi {
-		m := (lo + hi) / 2
-		if int(freeExt[m].start) < g {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	i := lo
+	i := freeFrom(g)
 	joinPrev := i > 0 && int(freeExt[i-1].start+freeExt[i-1].n) == g
 	joinNext := i < len(freeExt) && int(freeExt[i].start) == g+k
 	switch {
@@ -248,27 +245,21 @@ func Grow(b []byte, need, moveCap int) []byte {
 	}
 	mu.Lock()
 	if g, k, ok := arenaExtent(b, "Grow"); ok {
-		end := g + k
-		nk := granules(need)
-		for i, e := range freeExt {
-			if int(e.start) > end {
-				break
+		end, nk := g+k, granules(need)
+		take := nk - k
+		if i := freeFrom(end); i < len(freeExt) && int(freeExt[i].start) == end && int(freeExt[i].n) >= take {
+			if int(freeExt[i].n) == take {
+				freeExt = append(freeExt[:i], freeExt[i+1:]...)
+			} else {
+				freeExt[i].start += int32(take)
+				freeExt[i].n -= int32(take)
 			}
-			if int(e.start) == end && int(e.n) >= nk-k {
-				take := nk - k
-				if int(e.n) == take {
-					freeExt = append(freeExt[:i], freeExt[i+1:]...)
-				} else {
-					freeExt[i].start += int32(take)
-					freeExt[i].n -= int32(take)
-				}
-				allocN[g] = int32(nk)
-				arenaUsed += take
-				arenaPeak = max(arenaPeak, arenaUsed)
-				mu.Unlock()
-				off := g << granShift
-				return arena[off : off+len(b) : off+nk<<granShift]
-			}
+			allocN[g] = int32(nk)
+			arenaUsed += take
+			arenaPeak = max(arenaPeak, arenaUsed)
+			mu.Unlock()
+			off := g << granShift
+			return arena[off : off+len(b) : off+nk<<granShift]
 		}
 	}
 	mu.Unlock()

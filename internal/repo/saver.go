@@ -243,7 +243,7 @@ func (r *Repository) sealBlob(t core.BlobType, buf []byte, id core.ID, sum uint6
 				// memory: a compressor or memory fault must not be stored
 				// under a valid name (H36).
 				chk := getBuf(len(buf))
-				d, err := decompressCheck(chk, c[crypto.IVSize:], len(buf))
+				d, err := decompress(chk, c[crypto.IVSize:], len(buf))
 				ok := err == nil && decodedMatches(d, id, sum, hasSum)
 				putBuf(chk)
 				if !ok {

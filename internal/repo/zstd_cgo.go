@@ -39,10 +39,10 @@ import (
 // benchmark corpus ~1 % smaller than the pure-Go encoder's default level
 // (which is what restic uses) and encodes it about twice as fast; see
 // docs/performance.md. Builds without cgo use the pure-Go encoder
-// (zstd_nocgo.go). Every frame is plain zstd: any decoder reads it. cairn
-// decodes repository data with the pure-Go decoder, as restic does; only the
-// verification before upload decodes its own fresh frames with libzstd
-// (decompressCheck).
+// (zstd_nocgo.go). Every frame is plain zstd: any decoder reads it. Blobs
+// of a known size are decoded with libzstd when the caller's buffer has the
+// room (decompressSized: the verification before upload, check, restore),
+// everything else with the pure-Go decoder restic uses.
 const zstdEngine = "libzstd (cgo, github.com/DataDog/zstd)"
 
 // libzstd parameter numbers (zstd.h: ZSTD_cParameter).
@@ -170,13 +170,6 @@ func appendCompressed(dst, src []byte, c Compression) ([]byte, error) {
 		return nil, fmt.Errorf("compress: %w", zstdErr(r))
 	}
 	return dst[:len(dst)+int(r)], nil
-}
-
-// decompressCheck decodes a frame cairn has just made, which must hold
-// exactly want bytes, into dst (which must have room for want bytes): the
-// pre-upload verification.
-func decompressCheck(dst, src []byte, want int) ([]byte, error) {
-	return decompress(dst, src, want)
 }
 
 // decompressSized decodes zstd data that must hold exactly want (> 0)

@@ -78,9 +78,9 @@ func TestCompressedFramesReadByPureGoDecoder(t *testing.T) {
 					if err != nil || !bytes.Equal(got, src) {
 						t.Fatalf("%v %s %d: pure-Go decoder: %v", mode, kind, n, err)
 					}
-					got, err = decompressCheck(make([]byte, n), frame, n)
+					got, err = decompress(make([]byte, n), frame, n)
 					if err != nil || !bytes.Equal(got, src) {
-						t.Fatalf("%v %s %d: decompressCheck: %v", mode, kind, n, err)
+						t.Fatalf("%v %s %d: decompress: %v", mode, kind, n, err)
 					}
 				}
 			}
@@ -96,18 +96,18 @@ func TestDecompressCheckRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := decompressCheck(make([]byte, len(src)+1), frame, len(src)+1); err == nil {
+	if _, err := decompress(make([]byte, len(src)+1), frame, len(src)+1); err == nil {
 		t.Fatal("frame of 256 KiB accepted as 256 KiB + 1")
 	}
-	if _, err := decompressCheck(make([]byte, len(src)), frame, len(src)-1); err == nil {
+	if _, err := decompress(make([]byte, len(src)), frame, len(src)-1); err == nil {
 		t.Fatal("frame of 256 KiB accepted as 256 KiB - 1")
 	}
 	bad := append([]byte(nil), frame...)
 	bad[len(bad)/2] ^= 0x40
-	if got, err := decompressCheck(make([]byte, len(src)), bad, len(src)); err == nil && bytes.Equal(got, src) {
+	if got, err := decompress(make([]byte, len(src)), bad, len(src)); err == nil && bytes.Equal(got, src) {
 		t.Fatal("damaged frame decoded to the original")
 	}
-	if _, err := decompressCheck(make([]byte, len(src)), frame[:len(frame)-7], len(src)); err == nil {
+	if _, err := decompress(make([]byte, len(src)), frame[:len(frame)-7], len(src)); err == nil {
 		t.Fatal("truncated frame accepted")
 	}
 }
@@ -175,7 +175,7 @@ func TestCompressConcurrent(t *testing.T) {
 				frame, err := appendCompressed(nil, src, CompressionAuto)
 				if err == nil {
 					var got []byte
-					if got, err = decompressCheck(make([]byte, len(src)), frame, len(src)); err == nil && !bytes.Equal(got, src) {
+					if got, err = decompress(make([]byte, len(src)), frame, len(src)); err == nil && !bytes.Equal(got, src) {
 						err = fmt.Errorf("worker %d round %d: frame decodes to other data", w, r)
 					}
 				}

@@ -15,12 +15,6 @@ func appendCompressed(dst, src []byte, c Compression) ([]byte, error) {
 	return zstdEncoder(c).EncodeAll(src, dst), nil
 }
 
-// decompressCheck decodes a frame cairn has just made, which must hold
-// exactly want bytes, into dst (the pre-upload verification).
-func decompressCheck(dst, src []byte, want int) ([]byte, error) {
-	return decompress(dst, src, want)
-}
-
 // decompressSized is decompress for a dst with room for want bytes: without
 // cgo, the pure-Go decoder.
 func decompressSized(dst, src []byte, want int) ([]byte, error) {

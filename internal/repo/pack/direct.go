@@ -31,12 +31,10 @@ var directPool = sync.Pool{New: func() any { return &directBuf{buf: alignedBuf(d
 
 func getDirectBuf(size int) *directBuf {
 	if size%directAlign == 0 {
-		// within a backup's memory arena: recycled without the collector
+		// within a backup's memory arena (aligned to 64 KiB): recycled
+		// without the collector
 		if b := bufpool.GetArena(size); b != nil {
-			if uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign == 0 {
-				return &directBuf{buf: b, arena: true}
-			}
-			bufpool.Put(b)
+			return &directBuf{buf: b, arena: true}
 		}
 	}
 	if size == directBufSize {
